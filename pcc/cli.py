@@ -1,0 +1,172 @@
+"""The `pcc` command: a tree of subcommands, each a function returning an exit status.
+
+Only :func:`main` turns exceptions into exit codes and one line on stderr (``--debug``
+adds the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+
+from pcc import __version__
+from pcc.errors import PccError, PoolError
+from pcc.settings import Settings
+
+log = logging.getLogger("pcc")
+
+EXIT_CODES = """exit codes:
+  0  success
+  1  error
+  2  bad configuration or bad input
+  3  the HTCondor pool is not installed or not running
+  4  HTCondor refused an operation
+  130 interrupted"""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(args.state_dir)
+
+
+def cmd_condor_install(args: argparse.Namespace, out: TextIO) -> int:
+    from pcc.condor_config import install_condor
+
+    settings = _settings(args)
+    pool = settings.embedded_pool()
+    argv = [
+        "--prefix",
+        str(pool.prefix),
+        "--cache",
+        str(settings.download_cache),
+        "--constraints",
+        str(settings.state_dir / "constraints.txt"),
+    ]
+    if args.force:
+        argv.append("--force")
+    return install_condor.main(argv)
+
+
+def cmd_condor_start(args: argparse.Namespace, out: TextIO) -> int:
+    pool = _settings(args).embedded_pool()
+    status = pool.start()
+    print(f"pool running (condor_master pid {status.master_pid})", file=out)
+    return _print_status(status, out, args.output)
+
+
+def cmd_condor_stop(args: argparse.Namespace, out: TextIO) -> int:
+    pool = _settings(args).embedded_pool()
+    print("pool stopped" if pool.stop() else "pool was not running", file=out)
+    return 0
+
+
+def cmd_condor_status(args: argparse.Namespace, out: TextIO) -> int:
+    settings = _settings(args)
+    pool = settings.embedded_pool()
+    if pool.installed_version is None:
+        raise PoolError(
+            f"HTCondor is not installed in {pool.prefix}: run `make install` or `pcc condor install`"
+        )
+    status = pool.status()
+    rc = _print_status(status, out, args.output)
+    if not status.running:
+        raise PoolError(
+            f"the pool is not running (state in {pool.local_dir}): start it with `pcc condor start`"
+        )
+    return rc
+
+
+def _print_status(status, out: TextIO, output: str) -> int:  # type: ignore[no-untyped-def]
+    if output == "json":
+        doc = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(status).items()}
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+        return 0
+    print(f"CONDOR_CONFIG={status.condor_config}", file=out)
+    if status.condor_ids:
+        print(f"CONDOR_IDS={status.condor_ids}", file=out)
+    print(f"bin: {status.bin_dir}", file=out)
+    print(f"logs: {status.log_dir}", file=out)
+    print(f"version: {status.version}", file=out)
+    print(f"running: {'yes' if status.running else 'no'}", file=out)
+    if status.collector:
+        print(f"collector: {status.collector}", file=out)
+    for daemon in status.daemons:
+        print(f"  {daemon}", file=out)
+    ids = f" CONDOR_IDS={status.condor_ids}" if status.condor_ids else ""
+    print(
+        f"use the tools: export CONDOR_CONFIG={status.condor_config}{ids} PATH={status.bin_dir}:$PATH",
+        file=out,
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from pcc.serve import serve
+
+    return serve(_settings(args))
+
+
+Handler = Callable[[argparse.Namespace, TextIO], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcc",
+        description="Personal Cloud Controller: reservable virtual clusters on HTCondor.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pcc {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log debug messages and show tracebacks")
+    parser.add_argument("--state-dir", type=Path, help="state directory (default: $PCC_STATE_DIR)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the controller (reconcile loop) in the foreground")
+    serve.set_defaults(handler=cmd_serve)
+
+    condor = sub.add_parser("condor", help="the embedded personal HTCondor pool")
+    csub = condor.add_subparsers(dest="condor_command", metavar="ACTION", required=True)
+    inst = csub.add_parser("install", help="install Debian's HTCondor into the state directory")
+    inst.add_argument("--force", action="store_true", help="reinstall even if installed")
+    inst.set_defaults(handler=cmd_condor_install)
+    for name, handler, text in (
+        ("start", cmd_condor_start, "start the pool and wait until it can run jobs"),
+        ("stop", cmd_condor_stop, "stop the pool"),
+        ("status", cmd_condor_status, "print CONDOR_CONFIG, tool and log paths"),
+    ):
+        p = csub.add_parser(name, help=text)
+        p.set_defaults(handler=handler)
+        if name != "stop":
+            p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args, out)
+    except PccError as exc:
+        if args.debug:
+            log.exception("command failed")
+        print(f"pcc: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

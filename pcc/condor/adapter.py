@@ -1,0 +1,184 @@
+"""PCC's one door to HTCondor: submit jobs and DAGs, query, edit, remove, read history.
+
+Built on the ``htcondor2``/``classad2`` bindings. Every HTCondor failure leaves this
+module as a :class:`~pcc.errors.CondorError` carrying the schedd's own message.
+
+The bindings read their configuration per process, so one process talks to one pool:
+:func:`use_pool` points the bindings at a pool's ``CONDOR_CONFIG`` (and, as root, at the
+daemons' identity) before an adapter is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import classad2
+import htcondor2
+
+from pcc.errors import CondorError
+
+log = logging.getLogger(__name__)
+
+JobSpec = int | str  # a cluster id, "cluster.proc", or a constraint expression
+
+
+class JobStatus:
+    """HTCondor's JobStatus codes, named."""
+
+    IDLE = 1
+    RUNNING = 2
+    REMOVED = 3
+    COMPLETED = 4
+    HELD = 5
+    TRANSFERRING_OUTPUT = 6
+    SUSPENDED = 7
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """Result of a submit: the cluster id and how many procs it holds."""
+
+    cluster: int
+    count: int
+
+
+def use_pool(condor_config: Path, condor_ids: str | None = None) -> None:
+    """Point this process's bindings at a pool (process-wide, like HTCondor's own tools)."""
+    os.environ["CONDOR_CONFIG"] = str(condor_config)
+    if condor_ids:
+        os.environ["CONDOR_IDS"] = condor_ids
+    else:
+        os.environ.pop("CONDOR_IDS", None)
+    htcondor2.reload_config()
+    # DAG submission runs condor_dagman's own setup: the pool's tools must be on PATH.
+    bin_dir = htcondor2.param.get("BIN")
+    path = os.environ.get("PATH", "/usr/bin:/bin")
+    if bin_dir and bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{path}"
+
+
+def to_expr(value: Any) -> str:
+    """A Python value as ClassAd expression text (strings quoted, booleans lower case)."""
+    if isinstance(value, classad2.ExprTree):
+        return str(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return classad2.quote(value)
+    raise TypeError(f"cannot turn {type(value).__name__} into a ClassAd value")
+
+
+def _plain(ad: classad2.ClassAd, projection: Iterable[str] | None) -> dict[str, Any]:
+    keys = list(projection) if projection else list(ad.keys())
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key in ad:
+            value = ad.eval(key) if isinstance(ad[key], classad2.ExprTree) else ad[key]
+            if isinstance(value, classad2.Value):  # Undefined / Error
+                value = None
+            out[key] = value
+    return out
+
+
+class CondorAdapter:
+    """Talks to one schedd. Methods return plain Python values, never binding objects."""
+
+    def __init__(self, schedd: htcondor2.Schedd | None = None) -> None:
+        try:
+            self.schedd = schedd or htcondor2.Schedd()
+        except htcondor2.HTCondorException as exc:
+            raise CondorError(f"cannot locate the schedd: {exc}") from exc
+
+    # -- submit ----------------------------------------------------------------------------
+    def submit(self, description: Mapping[str, str] | str, count: int = 1) -> Submitted:
+        """Submit ``count`` procs of one job description (a dict of submit commands or text)."""
+        try:
+            sub = htcondor2.Submit(dict(description) if isinstance(description, Mapping) else description)
+            result = self.schedd.submit(sub, count=count)
+        except (htcondor2.HTCondorException, ValueError, TypeError) as exc:
+            raise CondorError(f"submit failed: {exc}") from exc
+        log.info("submitted cluster %d (%d procs)", result.cluster(), result.num_procs())
+        return Submitted(result.cluster(), result.num_procs())
+
+    def submit_dag(self, dag_file: Path, options: Mapping[str, Any] | None = None) -> Submitted:
+        """Submit a DAG file through DAGMan (like ``condor_submit_dag -force``)."""
+        opts = {"force": True, **(options or {})}
+        try:
+            sub = htcondor2.Submit.from_dag(str(dag_file), opts)
+            result = self.schedd.submit(sub)
+        except (htcondor2.HTCondorException, ValueError, TypeError) as exc:
+            raise CondorError(f"DAG submit of {dag_file} failed: {exc}") from exc
+        log.info("submitted DAG %s as cluster %d", dag_file, result.cluster())
+        return Submitted(result.cluster(), result.num_procs())
+
+    # -- read ------------------------------------------------------------------------------
+    def query(self, constraint: str = "true", projection: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Jobs in the queue matching ``constraint``, with only the projected attributes."""
+        proj = list(projection)
+        try:
+            ads = self.schedd.query(constraint=constraint, projection=proj)
+        except htcondor2.HTCondorException as exc:
+            raise CondorError(f"queue query failed: {exc}") from exc
+        return [_plain(ad, proj or None) for ad in ads]
+
+    def history(
+        self, constraint: str = "true", projection: Iterable[str] = (), limit: int = -1
+    ) -> list[dict[str, Any]]:
+        """Finished jobs matching ``constraint``, most recent first."""
+        proj = list(projection)
+        try:
+            ads = self.schedd.history(constraint=constraint, projection=proj, match=limit)
+        except htcondor2.HTCondorException as exc:
+            raise CondorError(f"history query failed: {exc}") from exc
+        return [_plain(ad, proj or None) for ad in ads]
+
+    # -- change ----------------------------------------------------------------------------
+    def edit(self, job: JobSpec, attr: str, value: Any, forward: bool = False) -> int:
+        """Set ``attr`` on the matching jobs; with ``forward`` a running job's starter sees
+        it too (``condor_qedit -forward``). Returns how many jobs were edited."""
+        flags = htcondor2.TransactionFlag.SetDirty if forward else htcondor2.TransactionFlag.Default
+        try:
+            n = self.schedd.edit(job, attr, to_expr(value), flags=flags)
+        except htcondor2.HTCondorException as exc:
+            raise CondorError(f"edit of {attr} on {job} failed: {exc}") from exc
+        return int(n)
+
+    def remove(self, job: JobSpec, reason: str) -> int:
+        """Remove the matching jobs (a DAG's FINAL node still runs). Returns how many."""
+        try:
+            result = self.schedd.act(htcondor2.JobAction.Remove, job, reason=reason)
+        except htcondor2.HTCondorException as exc:
+            raise CondorError(f"remove of {job} failed: {exc}") from exc
+        return int(result.get("TotalSuccess", 0))
+
+    # -- convenience -----------------------------------------------------------------------
+    def wait_for(
+        self,
+        constraint: str,
+        predicate: Any,
+        projection: Iterable[str],
+        timeout: float,
+        interval: float = 0.2,
+        include_history: bool = False,
+    ) -> dict[str, Any]:
+        """Poll until a job matching ``constraint`` satisfies ``predicate``; returns its ad."""
+        deadline = time.monotonic() + timeout
+        proj = list(projection)
+        last: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            last = self.query(constraint, proj)
+            if include_history and not last:
+                last = self.history(constraint, proj, limit=1)
+            for ad in last:
+                if predicate(ad):
+                    return ad
+            time.sleep(interval)
+        raise CondorError(f"timed out after {timeout:.0f} s waiting on {constraint}; last seen {last}")

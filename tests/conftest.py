@@ -1,0 +1,65 @@
+"""Shared fixtures: a real personal HTCondor pool per test session, in its own directory."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pcc.condor.adapter import CondorAdapter, use_pool
+from pcc.condor.pool import PersonalPool
+from pcc.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(REPO / "tests").parts
+        if parts[0] == "unit":
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def condor_pool() -> Iterator[PersonalPool]:
+    """A personal pool started for this test session (own config, own ports), torn down after."""
+    installed = Settings.from_env().embedded_pool()
+    if installed.installed_version is None:
+        pytest.fail(f"HTCondor is not installed in {installed.prefix}: run `make install` (make test does)")
+    root = installed.local_dir.parent / "test-pools"
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    local = Path(tempfile.mkdtemp(prefix="pool-", dir=root))
+    os.chmod(local, 0o755)
+    pool = PersonalPool(prefix=installed.prefix, local_dir=local, settings={"num_cpus": "4"})
+    pool.start(timeout=90)
+    use_pool(pool.config_file, pool.client_env().get("CONDOR_IDS"))
+    try:
+        yield pool
+    finally:
+        pool.stop()
+        shutil.rmtree(local, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def condor(condor_pool: PersonalPool) -> CondorAdapter:
+    return CondorAdapter()
+
+
+@pytest.fixture
+def job_dir(condor_pool: PersonalPool, request: pytest.FixtureRequest) -> Path:
+    """A directory the pool's jobs (running as the daemons' user) can write to."""
+    path = condor_pool.local_dir / "jobs" / request.node.name[:80]
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(condor_pool.service_user)
+        for p in (path.parent, path):
+            os.chown(p, user.pw_uid, user.pw_gid)
+    return path

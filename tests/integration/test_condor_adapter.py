@@ -1,0 +1,209 @@
+"""The HTCondor adapter against a real personal pool started by the session fixture."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import htcondor2
+import pytest
+
+from pcc.condor.adapter import CondorAdapter, JobStatus
+from pcc.condor.pool import PersonalPool
+from pcc.errors import CondorError
+
+pytestmark = pytest.mark.condor
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def done(ad: dict) -> bool:
+    return ad.get("JobStatus") == JobStatus.COMPLETED
+
+
+def wait_finished(condor: CondorAdapter, cluster: int, timeout: float = 60) -> dict:
+    return condor.wait_for(f"ClusterId == {cluster}", done, ["JobStatus", "ExitCode", "JobStartDate",
+                                                              "JobCurrentStartExecutingDate", "DeferralTime"],
+                           timeout=timeout, include_history=True)
+
+
+def base(job_dir: Path, executable: Path, **extra: str) -> dict[str, str]:
+    return {
+        "executable": str(executable),
+        "output": str(job_dir / "out.txt"),
+        "error": str(job_dir / "err.$(Cluster).txt"),
+        "log": str(job_dir / "job.log"),
+        "should_transfer_files": "NO",
+        **extra,
+    }
+
+
+def test_a_job_runs_to_completion(condor: CondorAdapter, job_dir: Path) -> None:
+    exe = script(job_dir / "hello.sh", "echo hello from $(id -un)\n")
+    sub = condor.submit(base(job_dir, exe))
+    ad = wait_finished(condor, sub.cluster)
+    assert ad["ExitCode"] == 0
+    assert (job_dir / "out.txt").read_text().startswith("hello from")
+
+
+def test_custom_attribute_is_visible_to_bindings_and_condor_q(
+    condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
+) -> None:
+    exe = script(job_dir / "sleep.sh", "sleep 60\n")
+    sub = condor.submit(base(job_dir, exe, **{"My.PccReservation": '"r-42"', "hold": "true"}))
+    try:
+        ads = condor.query(f"ClusterId == {sub.cluster}", ["PccReservation"])
+        assert ads == [{"PccReservation": "r-42"}]
+        out = subprocess.run(
+            ["condor_q", "-af", "PccReservation", "-constraint", f"ClusterId == {sub.cluster}"],
+            env=condor_pool.client_env(), capture_output=True, text=True, check=True,
+        )
+        assert out.stdout.strip() == "r-42"
+    finally:
+        condor.remove(sub.cluster, "test done")
+
+
+def test_running_job_sets_its_own_attribute_with_chirp(condor: CondorAdapter, condor_pool: PersonalPool,
+                                                       job_dir: Path) -> None:
+    chirp = condor_pool.libexec_dir / "condor_chirp"
+    exe = script(job_dir / "chirp.sh", f"{chirp} set_job_attr PccState '\"running\"'\nsleep 60\n")
+    sub = condor.submit(base(job_dir, exe, **{"My.WantIOProxy": "true"}))
+    try:
+        ad = condor.wait_for(f"ClusterId == {sub.cluster}", lambda a: a.get("PccState") == "running",
+                             ["PccState", "JobStatus"], timeout=60)
+        assert ad["JobStatus"] == JobStatus.RUNNING
+    finally:
+        condor.remove(sub.cluster, "test done")
+
+
+def test_pcc_job_publish_uses_chirp_in_vanilla_and_the_schedd_in_local_universe(
+    condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
+) -> None:
+    publish = VENV_BIN / "pcc-job"
+    exe = script(job_dir / "pub.sh", f'{publish} publish "PccMessage=$1" PccNodesUp=2\nsleep 60\n')
+    vanilla = condor.submit(base(job_dir, exe, arguments="vanilla", **{"My.WantIOProxy": "true"}))
+    local = condor.submit(base(job_dir, exe, arguments="local", universe="local",
+                               environment=f'"CONDOR_CONFIG={condor_pool.config_file}"'))
+    try:
+        for cluster, message in ((vanilla.cluster, "vanilla"), (local.cluster, "local")):
+            ad = condor.wait_for(f"ClusterId == {cluster}", lambda a: a.get("PccNodesUp") == 2,
+                                 ["PccMessage", "PccNodesUp"], timeout=60)
+            assert ad["PccMessage"] == message
+        err = "".join(p.read_text() for p in job_dir.glob("err.*.txt"))
+        assert "via chirp" in err and "via schedd" in err
+    finally:
+        condor.remove(f"ClusterId == {vanilla.cluster} || ClusterId == {local.cluster}", "test done")
+
+
+def test_an_edit_forwarded_to_a_running_job_is_read_by_it(condor: CondorAdapter, condor_pool: PersonalPool,
+                                                          job_dir: Path) -> None:
+    chirp = condor_pool.libexec_dir / "condor_chirp"
+    exe = script(job_dir / "follow.sh", (
+        f"{chirp} set_job_attr PccState '\"watching\"'\n"
+        "i=0\n"
+        "while [ $i -lt 300 ]; do\n"
+        f"  v=$({chirp} get_job_attr PccEnd)\n"
+        '  if [ "$v" != "100" ]; then echo "saw $v"; exit 0; fi\n'
+        "  sleep 0.2; i=$((i+1))\n"
+        "done\nexit 1\n"))
+    sub = condor.submit(base(job_dir, exe, **{"My.WantIOProxy": "true", "My.PccEnd": "100"}))
+    condor.wait_for(f"ClusterId == {sub.cluster}", lambda a: a.get("PccState") == "watching",
+                    ["PccState"], timeout=60)
+    assert condor.edit(sub.cluster, "PccEnd", 200, forward=True) == 1
+    ad = wait_finished(condor, sub.cluster)
+    assert ad["ExitCode"] == 0
+    assert (job_dir / "out.txt").read_text().strip() == "saw 200"
+
+
+def test_deferral_time_holds_a_job_until_its_time(condor: CondorAdapter, job_dir: Path) -> None:
+    exe = script(job_dir / "when.sh", "date +%s\n")
+    start = int(time.time()) + 8
+    sub = condor.submit(base(job_dir, exe, deferral_time=str(start), deferral_prep_time="2",
+                             deferral_window="60", **{"My.ScheddInterval": "0"}))
+    time.sleep(3)
+    assert not (job_dir / "out.txt").exists() or not (job_dir / "out.txt").read_text().strip()
+    ad = wait_finished(condor, sub.cluster, timeout=60)
+    ran_at = int((job_dir / "out.txt").read_text().strip())
+    assert ad["ExitCode"] == 0
+    assert ran_at >= start
+
+
+def test_a_deferral_time_already_past_still_runs_within_the_window(condor: CondorAdapter,
+                                                                     job_dir: Path) -> None:
+    exe = script(job_dir / "late.sh", "date +%s\n")
+    sub = condor.submit(base(job_dir, exe, deferral_time=str(int(time.time()) - 30), deferral_window="3600",
+                             **{"My.ScheddInterval": "0"}))
+    assert wait_finished(condor, sub.cluster, timeout=60)["ExitCode"] == 0
+
+
+def dag_with_final(job_dir: Path, node_body: str) -> Path:
+    node = script(job_dir / "node.sh", node_body)
+    final = script(job_dir / "final.sh", f'echo "$1" > {job_dir}/final_status\n')
+    for name, exe, args in (("node", node, ""), ("final", final, "$(DAG_STATUS)")):
+        (job_dir / f"{name}.sub").write_text(
+            f"executable = {exe}\narguments = {args}\nshould_transfer_files = NO\n"
+            f"output = {job_dir}/{name}.out\nerror = {job_dir}/{name}.err\nqueue\n"
+        )
+    dag = job_dir / "test.dag"
+    # DAGMan defines $(DAG_STATUS) for the FINAL node's submit description.
+    dag.write_text(f"JOB A {job_dir}/node.sub\nFINAL F {job_dir}/final.sub\n")
+    return dag
+
+
+def wait_file(path: Path, timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.3)
+    raise AssertionError(f"{path} was not written within {timeout} s")
+
+
+def test_dag_final_node_runs_when_a_node_fails(condor: CondorAdapter, job_dir: Path) -> None:
+    dag = dag_with_final(job_dir, "exit 3\n")
+    sub = condor.submit_dag(dag)
+    assert wait_file(job_dir / "final_status") == "2"
+    condor.wait_for(f"ClusterId == {sub.cluster}", lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
+                    ["JobStatus"], timeout=60, include_history=True)
+
+
+def test_dag_final_node_runs_when_the_dag_is_removed(condor: CondorAdapter, job_dir: Path) -> None:
+    dag = dag_with_final(job_dir, "sleep 300\n")
+    sub = condor.submit_dag(dag)
+    condor.wait_for(f"DAGManJobId == {sub.cluster} && DAGNodeName == \"A\"",
+                    lambda a: a.get("JobStatus") == JobStatus.RUNNING, ["JobStatus"], timeout=60)
+    assert condor.remove(sub.cluster, "reservation cancelled") == 1
+    assert wait_file(job_dir / "final_status") == "4"
+
+
+def test_schedd_refusals_become_condor_errors_with_its_message(condor: CondorAdapter) -> None:
+    with pytest.raises(CondorError, match="universe"):
+        condor.submit({"executable": "/bin/true", "universe": "no-such-universe"})
+    with pytest.raises(CondorError, match="edit of PccState"):
+        condor.edit("ClusterId == 999999", "PccState", "x")
+
+
+def test_history_returns_finished_jobs_with_a_projection(condor: CondorAdapter, job_dir: Path) -> None:
+    exe = script(job_dir / "exit7.sh", "exit 7\n")
+    sub = condor.submit(base(job_dir, exe, **{"My.PccReservation": '"r-hist"'}))
+    wait_finished(condor, sub.cluster)
+    rows = condor.history(f"ClusterId == {sub.cluster}", ["ExitCode", "PccReservation"], limit=1)
+    assert rows == [{"ExitCode": 7, "PccReservation": "r-hist"}]
+
+
+def test_daemons_run_unprivileged_and_match_the_bindings_version(condor_pool: PersonalPool) -> None:
+    pid = condor_pool.master_pid()
+    assert pid is not None
+    assert os.stat(f"/proc/{pid}").st_uid != 0
+    out = subprocess.run([str(condor_pool.bin_dir / "condor_version")], env=condor_pool.client_env(),
+                         capture_output=True, text=True, check=True).stdout
+    assert htcondor2.version().split()[1] in out
