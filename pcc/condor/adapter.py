@@ -49,12 +49,13 @@ class Submitted:
 
 
 def use_pool(condor_config: Path, condor_ids: str | None = None) -> None:
-    """Point this process's bindings at a pool (process-wide, like HTCondor's own tools)."""
+    """Point this process's bindings at a pool (process-wide, like HTCondor's own tools).
+
+    ``condor_ids`` (``uid.gid``) lets root act as the unprivileged user the daemons run as.
+    """
     os.environ["CONDOR_CONFIG"] = str(condor_config)
     if condor_ids:
         os.environ["CONDOR_IDS"] = condor_ids
-    else:
-        os.environ.pop("CONDOR_IDS", None)
     htcondor2.reload_config()
     # DAG submission runs condor_dagman's own setup: the pool's tools must be on PATH.
     bin_dir = htcondor2.param.get("BIN")
