@@ -13,6 +13,7 @@ import shutil
 import signal
 import string
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -103,6 +104,11 @@ class PersonalPool:
 
         return json.loads(stamp.read_text()).get("version")
 
+    @property
+    def under_tmp(self) -> bool:
+        """True when the pool's state is under /tmp, where DAGMan distrusts node logs."""
+        return self.local_dir.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+
     # -- identity ------------------------------------------------------------------------
     def daemon_user(self) -> pwd.struct_passwd:
         """The account the daemons run as (created when root and missing)."""
@@ -146,6 +152,7 @@ class PersonalPool:
             "num_cpus": "4",
             "max_local_jobs": "1000",
             "starter_update_interval": "2",
+            "dagman_use_strict": "0" if self.under_tmp else "1",
             **self.settings,
         }
         text = _ConfigTemplate(template).substitute(values)
@@ -157,6 +164,9 @@ class PersonalPool:
         user = self.daemon_user()
         for sub in ("", *LOCAL_SUBDIRS):
             (self.local_dir / sub).mkdir(parents=True, exist_ok=True)
+        if self.under_tmp:
+            log.warning("pool state %s is under /tmp: DAGMan strict mode is off; prefer a state "
+                        "directory outside /tmp (PCC_STATE_DIR)", self.local_dir)
         self.config_file.write_text(self.render_config())
         if os.geteuid() == 0:
             for path in [self.local_dir, *self.local_dir.rglob("*")]:

@@ -60,3 +60,10 @@ def test_a_stopped_pool_reports_no_master(tmp_path: Path) -> None:
     pool = PersonalPool(prefix=tmp_path / "nowhere", local_dir=tmp_path / "local")
     assert pool.master_pid() is None
     assert pool.stop() is False
+
+
+def test_dagman_strict_mode_is_relaxed_only_for_a_pool_under_tmp(tmp_path: Path) -> None:
+    under_tmp = PersonalPool(prefix=tmp_path, local_dir=Path("/tmp/pcc-pool"))
+    elsewhere = PersonalPool(prefix=tmp_path, local_dir=Path("/var/lib/pcc/condor/local"))
+    assert config_values(under_tmp.render_config())["DAGMAN_USE_STRICT"] == "0"
+    assert config_values(elsewhere.render_config())["DAGMAN_USE_STRICT"] == "1"
