@@ -25,8 +25,11 @@ INSTALLER = Path(__file__).resolve().parents[1] / "condor_config" / "install_con
 
 def time_install(prefix: Path, cache: Path) -> float:
     t0 = time.monotonic()
-    subprocess.run([sys.executable, str(INSTALLER), "--prefix", str(prefix), "--cache", str(cache)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(INSTALLER), "--prefix", str(prefix), "--cache", str(cache)],
+        check=True,
+        capture_output=True,
+    )
     return time.monotonic() - t0
 
 
@@ -41,11 +44,22 @@ def one_start(installed: PersonalPool, root: Path) -> tuple[float, float, float]
         use_pool(pool.config_file, pool.client_env().get("CONDOR_IDS"))
         condor = CondorAdapter()
         sub = condor.submit({"executable": "/bin/sleep", "arguments": "1", "should_transfer_files": "NO"})
-        condor.wait_for(f"ClusterId == {sub.cluster}", lambda a: a.get("JobStatus") == JobStatus.RUNNING,
-                        ["JobStatus"], timeout=120, interval=0.05)
+        condor.wait_for(
+            f"ClusterId == {sub.cluster}",
+            lambda a: a.get("JobStatus") == JobStatus.RUNNING,
+            ["JobStatus"],
+            timeout=120,
+            interval=0.05,
+        )
         running = time.monotonic() - t0
-        condor.wait_for(f"ClusterId == {sub.cluster}", lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
-                        ["JobStatus"], timeout=120, interval=0.05, include_history=True)
+        condor.wait_for(
+            f"ClusterId == {sub.cluster}",
+            lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
+            ["JobStatus"],
+            timeout=120,
+            interval=0.05,
+            include_history=True,
+        )
         completed = time.monotonic() - t0
         return ready, running, completed
     finally:
@@ -68,11 +82,16 @@ def main() -> int:
             warm = time_install(Path(tmp) / "prefix", Path(tmp) / "cache")
         print(f"install: cold {cold:.1f} s (downloads included), warm re-run {warm:.2f} s")
     figures = [one_start(installed, root) for _ in range(args.runs)]
-    for name, idx in (("start -> pool ready", 0), ("start -> first job running", 1),
-                      ("start -> first job completed", 2)):
+    for name, idx in (
+        ("start -> pool ready", 0),
+        ("start -> first job running", 1),
+        ("start -> first job completed", 2),
+    ):
         values = [f[idx] for f in figures]
-        print(f"{name}: median {statistics.median(values):.2f} s over {len(values)} runs "
-              f"({', '.join(f'{v:.2f}' for v in values)})")
+        print(
+            f"{name}: median {statistics.median(values):.2f} s over {len(values)} runs "
+            f"({', '.join(f'{v:.2f}' for v in values)})"
+        )
     return 0
 
 

@@ -332,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"install_condor: error: {exc}", file=sys.stderr)
         return 1
     if args.constraints:
+        pin = f"htcondor=={info['version']}\n"
         args.constraints.parent.mkdir(parents=True, exist_ok=True)
-        args.constraints.write_text(f"htcondor=={info['version']}\n")
+        if not args.constraints.exists() or args.constraints.read_text() != pin:
+            args.constraints.write_text(pin)  # rewritten only on change: make keys on its mtime
     if info.get("followed_debian"):
         print(f"install_condor: WARNING: {info['note']}", file=sys.stderr)
     print(

@@ -80,7 +80,14 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
             status.bin_dir,
             status.log_dir,
         )
-        use_pool(pool.config_file, pool.client_env().get("CONDOR_IDS"))
+        ids = pool.client_env().get("CONDOR_IDS")
+        use_pool(pool.config_file, ids)
+        log.info(
+            "HTCondor's tools: export CONDOR_CONFIG=%s%s PATH=%s:$PATH",
+            status.condor_config,
+            f" CONDOR_IDS={ids}" if ids else "",
+            status.bin_dir,
+        )
     else:
         assert settings.external_condor_config is not None
         use_pool(settings.external_condor_config)

@@ -165,8 +165,11 @@ class PersonalPool:
         for sub in ("", *LOCAL_SUBDIRS):
             (self.local_dir / sub).mkdir(parents=True, exist_ok=True)
         if self.under_tmp:
-            log.warning("pool state %s is under /tmp: DAGMan strict mode is off; prefer a state "
-                        "directory outside /tmp (PCC_STATE_DIR)", self.local_dir)
+            log.warning(
+                "pool state %s is under /tmp: DAGMan strict mode is off; prefer a state "
+                "directory outside /tmp (PCC_STATE_DIR)",
+                self.local_dir,
+            )
         self.config_file.write_text(self.render_config())
         if os.geteuid() == 0:
             for path in [self.local_dir, *self.local_dir.rglob("*")]:

@@ -31,9 +31,13 @@ def done(ad: dict) -> bool:
 
 
 def wait_finished(condor: CondorAdapter, cluster: int, timeout: float = 60) -> dict:
-    return condor.wait_for(f"ClusterId == {cluster}", done, ["JobStatus", "ExitCode", "JobStartDate",
-                                                              "JobCurrentStartExecutingDate", "DeferralTime"],
-                           timeout=timeout, include_history=True)
+    return condor.wait_for(
+        f"ClusterId == {cluster}",
+        done,
+        ["JobStatus", "ExitCode", "JobStartDate", "JobCurrentStartExecutingDate", "DeferralTime"],
+        timeout=timeout,
+        include_history=True,
+    )
 
 
 def base(job_dir: Path, executable: Path, **extra: str) -> dict[str, str]:
@@ -65,21 +69,29 @@ def test_custom_attribute_is_visible_to_bindings_and_condor_q(
         assert ads == [{"PccReservation": "r-42"}]
         out = subprocess.run(
             ["condor_q", "-af", "PccReservation", "-constraint", f"ClusterId == {sub.cluster}"],
-            env=condor_pool.client_env(), capture_output=True, text=True, check=True,
+            env=condor_pool.client_env(),
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert out.stdout.strip() == "r-42"
     finally:
         condor.remove(sub.cluster, "test done")
 
 
-def test_running_job_sets_its_own_attribute_with_chirp(condor: CondorAdapter, condor_pool: PersonalPool,
-                                                       job_dir: Path) -> None:
+def test_running_job_sets_its_own_attribute_with_chirp(
+    condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
+) -> None:
     chirp = condor_pool.libexec_dir / "condor_chirp"
     exe = script(job_dir / "chirp.sh", f"{chirp} set_job_attr PccState '\"running\"'\nsleep 60\n")
     sub = condor.submit(base(job_dir, exe, **{"My.WantIOProxy": "true"}))
     try:
-        ad = condor.wait_for(f"ClusterId == {sub.cluster}", lambda a: a.get("PccState") == "running",
-                             ["PccState", "JobStatus"], timeout=60)
+        ad = condor.wait_for(
+            f"ClusterId == {sub.cluster}",
+            lambda a: a.get("PccState") == "running",
+            ["PccState", "JobStatus"],
+            timeout=60,
+        )
         assert ad["JobStatus"] == JobStatus.RUNNING
     finally:
         condor.remove(sub.cluster, "test done")
@@ -91,12 +103,23 @@ def test_pcc_job_publish_uses_chirp_in_vanilla_and_the_schedd_in_local_universe(
     publish = VENV_BIN / "pcc-job"
     exe = script(job_dir / "pub.sh", f'{publish} publish "PccMessage=$1" PccNodesUp=2\nsleep 60\n')
     vanilla = condor.submit(base(job_dir, exe, arguments="vanilla", **{"My.WantIOProxy": "true"}))
-    local = condor.submit(base(job_dir, exe, arguments="local", universe="local",
-                               environment=f'"CONDOR_CONFIG={condor_pool.config_file}"'))
+    local = condor.submit(
+        base(
+            job_dir,
+            exe,
+            arguments="local",
+            universe="local",
+            environment=f'"CONDOR_CONFIG={condor_pool.config_file}"',
+        )
+    )
     try:
         for cluster, message in ((vanilla.cluster, "vanilla"), (local.cluster, "local")):
-            ad = condor.wait_for(f"ClusterId == {cluster}", lambda a: a.get("PccNodesUp") == 2,
-                                 ["PccMessage", "PccNodesUp"], timeout=60)
+            ad = condor.wait_for(
+                f"ClusterId == {cluster}",
+                lambda a: a.get("PccNodesUp") == 2,
+                ["PccMessage", "PccNodesUp"],
+                timeout=60,
+            )
             assert ad["PccMessage"] == message
         err = "".join(p.read_text() for p in job_dir.glob("err.*.txt"))
         assert "via chirp" in err and "via schedd" in err
@@ -104,20 +127,26 @@ def test_pcc_job_publish_uses_chirp_in_vanilla_and_the_schedd_in_local_universe(
         condor.remove(f"ClusterId == {vanilla.cluster} || ClusterId == {local.cluster}", "test done")
 
 
-def test_an_edit_forwarded_to_a_running_job_is_read_by_it(condor: CondorAdapter, condor_pool: PersonalPool,
-                                                          job_dir: Path) -> None:
+def test_an_edit_forwarded_to_a_running_job_is_read_by_it(
+    condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
+) -> None:
     chirp = condor_pool.libexec_dir / "condor_chirp"
-    exe = script(job_dir / "follow.sh", (
-        f"{chirp} set_job_attr PccState '\"watching\"'\n"
-        "i=0\n"
-        "while [ $i -lt 300 ]; do\n"
-        f"  v=$({chirp} get_job_attr PccEnd)\n"
-        '  if [ "$v" != "100" ]; then echo "saw $v"; exit 0; fi\n'
-        "  sleep 0.2; i=$((i+1))\n"
-        "done\nexit 1\n"))
+    exe = script(
+        job_dir / "follow.sh",
+        (
+            f"{chirp} set_job_attr PccState '\"watching\"'\n"
+            "i=0\n"
+            "while [ $i -lt 300 ]; do\n"
+            f"  v=$({chirp} get_job_attr PccEnd)\n"
+            '  if [ "$v" != "100" ]; then echo "saw $v"; exit 0; fi\n'
+            "  sleep 0.2; i=$((i+1))\n"
+            "done\nexit 1\n"
+        ),
+    )
     sub = condor.submit(base(job_dir, exe, **{"My.WantIOProxy": "true", "My.PccEnd": "100"}))
-    condor.wait_for(f"ClusterId == {sub.cluster}", lambda a: a.get("PccState") == "watching",
-                    ["PccState"], timeout=60)
+    condor.wait_for(
+        f"ClusterId == {sub.cluster}", lambda a: a.get("PccState") == "watching", ["PccState"], timeout=60
+    )
     assert condor.edit(sub.cluster, "PccEnd", 200, forward=True) == 1
     ad = wait_finished(condor, sub.cluster)
     assert ad["ExitCode"] == 0
@@ -127,8 +156,16 @@ def test_an_edit_forwarded_to_a_running_job_is_read_by_it(condor: CondorAdapter,
 def test_deferral_time_holds_a_job_until_its_time(condor: CondorAdapter, job_dir: Path) -> None:
     exe = script(job_dir / "when.sh", "date +%s\n")
     start = int(time.time()) + 8
-    sub = condor.submit(base(job_dir, exe, deferral_time=str(start), deferral_prep_time="2",
-                             deferral_window="60", **{"My.ScheddInterval": "0"}))
+    sub = condor.submit(
+        base(
+            job_dir,
+            exe,
+            deferral_time=str(start),
+            deferral_prep_time="2",
+            deferral_window="60",
+            **{"My.ScheddInterval": "0"},
+        )
+    )
     time.sleep(3)
     assert not (job_dir / "out.txt").exists() or not (job_dir / "out.txt").read_text().strip()
     ad = wait_finished(condor, sub.cluster, timeout=60)
@@ -137,11 +174,19 @@ def test_deferral_time_holds_a_job_until_its_time(condor: CondorAdapter, job_dir
     assert ran_at >= start
 
 
-def test_a_deferral_time_already_past_still_runs_within_the_window(condor: CondorAdapter,
-                                                                     job_dir: Path) -> None:
+def test_a_deferral_time_already_past_still_runs_within_the_window(
+    condor: CondorAdapter, job_dir: Path
+) -> None:
     exe = script(job_dir / "late.sh", "date +%s\n")
-    sub = condor.submit(base(job_dir, exe, deferral_time=str(int(time.time()) - 30), deferral_window="3600",
-                             **{"My.ScheddInterval": "0"}))
+    sub = condor.submit(
+        base(
+            job_dir,
+            exe,
+            deferral_time=str(int(time.time()) - 30),
+            deferral_window="3600",
+            **{"My.ScheddInterval": "0"},
+        )
+    )
     assert wait_finished(condor, sub.cluster, timeout=60)["ExitCode"] == 0
 
 
@@ -172,15 +217,24 @@ def test_dag_final_node_runs_when_a_node_fails(condor: CondorAdapter, job_dir: P
     dag = dag_with_final(job_dir, "exit 3\n")
     sub = condor.submit_dag(dag)
     assert wait_file(job_dir / "final_status") == "2"
-    condor.wait_for(f"ClusterId == {sub.cluster}", lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
-                    ["JobStatus"], timeout=60, include_history=True)
+    condor.wait_for(
+        f"ClusterId == {sub.cluster}",
+        lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
+        ["JobStatus"],
+        timeout=60,
+        include_history=True,
+    )
 
 
 def test_dag_final_node_runs_when_the_dag_is_removed(condor: CondorAdapter, job_dir: Path) -> None:
     dag = dag_with_final(job_dir, "sleep 300\n")
     sub = condor.submit_dag(dag)
-    condor.wait_for(f"DAGManJobId == {sub.cluster} && DAGNodeName == \"A\"",
-                    lambda a: a.get("JobStatus") == JobStatus.RUNNING, ["JobStatus"], timeout=60)
+    condor.wait_for(
+        f'DAGManJobId == {sub.cluster} && DAGNodeName == "A"',
+        lambda a: a.get("JobStatus") == JobStatus.RUNNING,
+        ["JobStatus"],
+        timeout=60,
+    )
     assert condor.remove(sub.cluster, "reservation cancelled") == 1
     assert wait_file(job_dir / "final_status") == "4"
 
@@ -204,6 +258,11 @@ def test_daemons_run_unprivileged_and_match_the_bindings_version(condor_pool: Pe
     pid = condor_pool.master_pid()
     assert pid is not None
     assert os.stat(f"/proc/{pid}").st_uid != 0
-    out = subprocess.run([str(condor_pool.bin_dir / "condor_version")], env=condor_pool.client_env(),
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(condor_pool.bin_dir / "condor_version")],
+        env=condor_pool.client_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert htcondor2.version().split()[1] in out

@@ -37,8 +37,14 @@ def state_dir() -> Iterator[Path]:
 
 
 def pcc(state: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PCC), *args], env={**os.environ, "PCC_STATE_DIR": str(state), **env},
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [str(PCC), *args],
+        env={**os.environ, "PCC_STATE_DIR": str(state), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_condor_start_status_stop_as_a_user_would(state_dir: Path) -> None:
@@ -61,11 +67,21 @@ def test_condor_start_status_stop_as_a_user_would(state_dir: Path) -> None:
     for line in lines:
         if line.startswith("CONDOR_IDS="):
             env["CONDOR_IDS"] = line.split("=", 1)[1]
-    q = subprocess.run([f"{state_dir}/condor/prefix/usr/bin/condor_q", "-totals"], env=env,
-                       capture_output=True, text=True, check=False)
+    q = subprocess.run(
+        [f"{state_dir}/condor/prefix/usr/bin/condor_q", "-totals"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert q.returncode == 0 and "Total for query: 0 jobs" in q.stdout
-    slots = subprocess.run([f"{state_dir}/condor/prefix/usr/bin/condor_status", "-af", "Name"], env=env,
-                           capture_output=True, text=True, check=False)
+    slots = subprocess.run(
+        [f"{state_dir}/condor/prefix/usr/bin/condor_status", "-af", "Name"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "slot1@" in slots.stdout
 
     again = pcc(state_dir, "condor", "start")
@@ -75,9 +91,12 @@ def test_condor_start_status_stop_as_a_user_would(state_dir: Path) -> None:
 
 
 def test_serve_starts_the_pool_reports_it_and_stops_everything_on_ctrl_c(state_dir: Path) -> None:
-    proc = subprocess.Popen([str(PCC), "serve"], env={**os.environ, "PCC_STATE_DIR": str(state_dir),
-                                                      "PCC_POLL_SECONDS": "1"},
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(PCC), "serve"],
+        env={**os.environ, "PCC_STATE_DIR": str(state_dir), "PCC_POLL_SECONDS": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: list[str] = []
     deadline = time.monotonic() + 90
     assert proc.stderr is not None
@@ -97,8 +116,12 @@ def test_serve_starts_the_pool_reports_it_and_stops_everything_on_ctrl_c(state_d
 
 
 def test_serve_uses_an_existing_pool_when_pointed_at_it(condor_pool: PersonalPool, tmp_path: Path) -> None:
-    env = {**condor_pool.client_env(), "PCC_CONDOR_CONFIG": str(condor_pool.config_file),
-           "PCC_STATE_DIR": str(tmp_path), "PCC_POLL_SECONDS": "1"}
+    env = {
+        **condor_pool.client_env(),
+        "PCC_CONDOR_CONFIG": str(condor_pool.config_file),
+        "PCC_STATE_DIR": str(tmp_path),
+        "PCC_POLL_SECONDS": "1",
+    }
     proc = subprocess.Popen([str(PCC), "serve"], env=env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     seen = []

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pcc import __version__
-from pcc import cli, job
+from pcc import __version__, cli, job
 from pcc.site import cli as pragma_cli
 
 
@@ -28,8 +27,9 @@ def test_pcc_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"pcc {__version__}"
 
 
-def test_pcc_job_outside_a_job_explains_itself(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_pcc_job_outside_a_job_explains_itself(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("_CONDOR_JOB_AD", raising=False)
     assert job.main(["publish", "PccState=running"]) == 1
     assert "not running as an HTCondor job" in capsys.readouterr().err
@@ -43,8 +43,9 @@ def test_pragma_help_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> N
         assert command in out
 
 
-def test_bad_state_settings_are_one_line_config_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_state_settings_are_one_line_config_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("PCC_CONDOR_CONFIG", str(tmp_path / "missing"))
     assert cli.main(["--state-dir", str(tmp_path), "condor", "status"], out=io.StringIO()) == 2
     assert "PCC_CONDOR_CONFIG: no such file" in capsys.readouterr().err

@@ -10,8 +10,13 @@ from pcc.condor_config.install_condor import Choice, InstallError, choose_versio
 
 @pytest.mark.parametrize(
     ("deb", "upstream"),
-    [("25.14.1+dfsg-1", "25.14.1"), ("1:25.0.3-2", "25.0.3"), ("23.9.6+dfsg-2.1+b10", "23.9.6"),
-     ("25.15.0~rc1-1", "25.15.0"), ("25.1.0", "25.1.0")],
+    [
+        ("25.14.1+dfsg-1", "25.14.1"),
+        ("1:25.0.3-2", "25.0.3"),
+        ("23.9.6+dfsg-2.1+b10", "23.9.6"),
+        ("25.15.0~rc1-1", "25.15.0"),
+        ("25.1.0", "25.1.0"),
+    ],
 )
 def test_upstream_version_drops_epoch_repack_and_revision(deb: str, upstream: str) -> None:
     assert upstream_of(deb) == upstream

@@ -11,7 +11,9 @@ from pcc.errors import PoolError
 
 
 def render(tmp_path: Path, **settings: str) -> str:
-    return PersonalPool(prefix=tmp_path / "prefix", local_dir=tmp_path / "local", settings=settings).render_config()
+    return PersonalPool(
+        prefix=tmp_path / "prefix", local_dir=tmp_path / "local", settings=settings
+    ).render_config()
 
 
 def config_values(text: str) -> dict[str, str]:

@@ -12,8 +12,14 @@ from pcc.job import parse_assignments
 
 @pytest.mark.parametrize(
     ("value", "expr"),
-    [("running", '"running"'), ('say "hi"', '"say \\"hi\\""'), (3, "3"), (2.5, "2.5"), (True, "true"),
-     (False, "false")],
+    [
+        ("running", '"running"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        (3, "3"),
+        (2.5, "2.5"),
+        (True, "true"),
+        (False, "false"),
+    ],
 )
 def test_python_values_become_classad_expressions(value: object, expr: str) -> None:
     assert to_expr(value) == expr
@@ -30,7 +36,10 @@ def test_unsupported_values_are_refused() -> None:
 
 def test_job_assignments_keep_integers_and_booleans_and_quote_the_rest() -> None:
     assert parse_assignments(["PccNodesUp=2", "PccOk=true", "PccState=running", "PccMessage=a b=c"]) == {
-        "PccNodesUp": "2", "PccOk": "true", "PccState": '"running"', "PccMessage": '"a b=c"',
+        "PccNodesUp": "2",
+        "PccOk": "true",
+        "PccState": '"running"',
+        "PccMessage": '"a b=c"',
     }
 
 
