@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,8 @@ from pcc.condor.pool import PersonalPool
 from pcc.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+# Plain `pytest` in a checkout finds the install `make` made (the Makefile sets the same).
+os.environ.setdefault("PCC_STATE_DIR", str(REPO / ".state"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
