@@ -43,3 +43,15 @@ class PermanentError(PccError):
     """A failure that retrying will not fix."""
 
     exit_code = 6
+
+
+class CapacityError(UserInputError):
+    """A request that does not fit the free capacity; the message says what is short."""
+
+    exit_code = 4
+
+
+class DriverError(PccError):
+    """The VM provisioner (libvirt, EC2, ...) failed; the message carries its words."""
+
+    exit_code = 5

@@ -1,42 +1,384 @@
-"""`pragma`, the site tool (command-compatible with pragma_boot). This is its skeleton:
-the commands are listed and parsed, and the site-tool issue builds what they do."""
+"""`pragma`, the site tool, command-compatible with pragma_boot:
+
+    pragma [--json] [--config PATH] [--debug] VERB [NOUN] ARGS... [name=value ...]
+
+Positionals may also be given as ``name=value``. The command tree is data (:data:`COMMANDS`);
+each leaf returns a result that is rendered as text or, with ``--json``, as one JSON
+document on stdout. Logs go to stderr. Only :func:`main` turns exceptions into exit codes.
+"""
 
 from __future__ import annotations
 
-import argparse
+import json
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
 
 from pcc import __version__
+from pcc.errors import CapacityError, ConfigError, DriverError, PccError, UserInputError
+from pcc.site import config as site_config
 
-COMMANDS = {
-    "boot": "boot VC_NAME NUM_CPUS [key=PATH] [mem=FE[:COMPUTE]] ... - start a virtual cluster",
-    "list": "list cluster [NAME] | list repository - show clusters or images",
-    "shutdown": "shutdown NAME - stop a cluster's nodes",
-    "clean": "clean NAME - remove a cluster's staged disks, seeds and addresses",
-    "check": "check - self-check for health probes",
-}
+log = logging.getLogger("pragma")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG, EXIT_CAPACITY, EXIT_BACKEND = 0, 1, 2, 3, 4, 5
+EXIT_CODES = """exit codes:
+  0  success (also: shutdown/clean of a cluster that does not exist)
+  1  unexpected error
+  2  bad arguments (unknown image, invalid name, unreadable key, ...)
+  3  invalid or missing site configuration
+  4  not enough free capacity (CPUs, memory, addresses)
+  5  the VM provisioner (driver) failed"""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    epilog = "commands:\n" + "\n".join(f"  {text}" for text in COMMANDS.values())
-    parser = argparse.ArgumentParser(
-        prog="pragma",
-        description="PCC site tool (pragma_boot compatible).",
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+@dataclass(frozen=True)
+class Command:
+    words: tuple[str, ...]
+    positionals: tuple[str, ...]
+    required: int
+    options: tuple[str, ...]
+    summary: str
+    run: Callable[[Any, dict[str, str]], Any]
+    render: Callable[[Any], str]
+
+    @property
+    def usage(self) -> str:
+        pos = [p.upper() if i < self.required else f"[{p.upper()}]" for i, p in enumerate(self.positionals)]
+        opts = [f"[{o}=...]" for o in self.options]
+        return " ".join(["pragma", *self.words, *pos, *opts])
+
+
+def _service(args: dict[str, str]) -> Any:
+    from pcc.site.service import SiteService
+
+    return SiteService(site_config.load(site_config.locate(args.get("--config"))))
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise UserInputError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _bool(value: str, name: str) -> bool:
+    if value.lower() in ("true", "yes", "1"):
+        return True
+    if value.lower() in ("false", "no", "0"):
+        return False
+    raise UserInputError(f"{name} must be true or false, got {value!r}")
+
+
+def _memory(value: str) -> tuple[int | None, int | None]:
+    fe, _, compute = value.partition(":")
+    return (_int(fe, "mem") if fe else None, _int(compute, "mem") if compute else None)
+
+
+def _ifaces(value: str) -> tuple[tuple[str, str | None], ...]:
+    out = []
+    for item in filter(None, value.split(",")):
+        net, _, cidr = item.partition(":")
+        out.append((net, cidr or None))
+    return tuple(out)
+
+
+def run_boot(_: Any, args: dict[str, str]) -> Any:
+    from pcc.site.service import BootRequest
+
+    if "logfile" in args:
+        handler = logging.FileHandler(args["logfile"])
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    mem_fe, mem_compute = _memory(args.get("mem", ""))
+    for value, name in ((mem_fe, "mem"), (mem_compute, "mem")):
+        if value is not None and value < 64:
+            raise UserInputError(f"{name}: at least 64 MiB per node, got {value}")
+    req = BootRequest(
+        image=args["vc_name"],
+        cpus=_int(args["num_cpus"], "NUM_CPUS"),
+        key_path=Path(args.get("key", str(Path.home() / ".ssh" / "id_rsa.pub"))),
+        cluster=args.get("cluster"),
+        memory_frontend_mib=mem_fe,
+        memory_compute_mib=mem_compute,
+        add_ifaces=_ifaces(args.get("add-iface", "")),
+        enable_ent=_bool(args.get("enable-ent", "false"), "enable-ent"),
     )
-    parser.add_argument("--version", action="version", version=f"pragma {__version__}")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
-    parser.add_argument("args", nargs="*")
-    return parser
+    return _service(args).boot(req)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    print(f"pragma: error: '{args.command}' is not implemented in this version", file=sys.stderr)
-    return 64
+def render_boot(result: dict[str, Any]) -> str:
+    where = f"{result['public_ip']}" + (
+        f" port {result['ssh_port']}" if result.get("ssh_port") not in (None, 22) else ""
+    )
+    lines = [f"cluster {result['cluster']} {result['message']}: frontend {result['frontend']} at {where}"]
+    lines += [_node_line(n) for n in result["nodes"]]
+    return "\n".join(lines)
+
+
+def _node_line(n: dict[str, Any]) -> str:
+    public = f"{n['public_ip']}:{n['ssh_port']}" if n.get("public_ip") else "-"
+    return (
+        f"{n['name']:<32} {n['role']:<9} {n['state']:<8} {n['vcpus']:>3} cpu {n['memory_mib']:>6} MiB "
+        f"{n.get('private_ip') or '-':<15} {public}"
+    )
+
+
+def run_list_cluster(_: Any, args: dict[str, str]) -> Any:
+    return [n.as_dict() for n in _service(args).list_cluster(args.get("name"))]
+
+
+def render_nodes(nodes: list[dict[str, Any]]) -> str:
+    if not nodes:
+        return "no clusters"
+    header = f"{'NODE':<32} {'ROLE':<9} {'STATE':<8} {'CPUS':>7} {'MEMORY':>10} {'PRIVATE IP':<15} PUBLIC"
+    return "\n".join([header, *(_node_line(n) for n in nodes)])
+
+
+def run_list_repository(_: Any, args: dict[str, str]) -> Any:
+    return _service(args).list_repository()
+
+
+def render_repository(images: list[dict[str, Any]]) -> str:
+    lines = []
+    for image in images:
+        sizes = []
+        for role in ("frontend", "compute"):
+            if role in image:
+                disks = image[role]["disks"]
+                sizes.append(
+                    f"{role} {'+'.join(str(d['size_bytes'] or '?') for d in disks)} B "
+                    f"({'/'.join(d['format'] for d in disks)})"
+                )
+        lines.append(f"{image['name']:<20} {', '.join(sizes):<60} {image['description']}")
+    return "\n".join(lines) or "no images"
+
+
+def run_shutdown(_: Any, args: dict[str, str]) -> Any:
+    return _service(args).shutdown(args["name"])
+
+
+def run_clean(_: Any, args: dict[str, str]) -> Any:
+    return _service(args).clean(args["name"])
+
+
+def render_message(result: dict[str, Any]) -> str:
+    return f"cluster {result['cluster']}: {result['message']}"
+
+
+def run_check(_: Any, args: dict[str, str]) -> Any:
+    return _service(args).check()
+
+
+def render_check(r: dict[str, Any]) -> str:
+    lines = [
+        f"site {r['site']}: {'OK' if r['ok'] else 'PROBLEMS'}",
+        f"pragma version: {r['pragma_version']}",
+        f"deployment type: {r['deployment_type']}",
+        f"ENT enabled: {'yes' if r['ent_enabled'] else 'no'}",
+        f"driver {r['driver']['name']}: {'reachable' if r['driver']['reachable'] else 'UNREACHABLE'} "
+        f"({r['driver']['message']})",
+        f"repository {r['repository']['path']}: {len(r['repository']['images'])} images",
+        f"CPUs: {r['cpus']['free']} free of {r['cpus']['total']} ({r['cpus']['reserved']} reserved)",
+        f"memory: {r['memory_mb']['free']} MB free of {r['memory_mb']['total']} MB "
+        f"({r['memory_mb']['reserved']} reserved)",
+    ]
+    return "\n".join(lines + [f"problem: {p}" for p in r["problems"]])
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        ("boot",),
+        ("vc_name", "num_cpus"),
+        2,
+        ("key", "mem", "add-iface", "enable-ent", "cluster", "logfile", "loglevel"),
+        "boot a virtual cluster: a frontend, plus compute nodes adding up to NUM_CPUS (0: frontend only)",
+        run_boot,
+        render_boot,
+    ),
+    Command(
+        ("list", "cluster"),
+        ("name",),
+        0,
+        (),
+        "nodes of one cluster (or of all): state, CPUs, addresses",
+        run_list_cluster,
+        render_nodes,
+    ),
+    Command(
+        ("list", "repository"),
+        (),
+        0,
+        (),
+        "images in the site's repository",
+        run_list_repository,
+        render_repository,
+    ),
+    Command(
+        ("shutdown",), ("name",), 1, (), "stop a cluster's nodes (idempotent)", run_shutdown, render_message
+    ),
+    Command(
+        ("clean",),
+        ("name",),
+        1,
+        (),
+        "stop a cluster and remove its disks, seeds and addresses (idempotent)",
+        run_clean,
+        render_message,
+    ),
+    Command(
+        ("check",),
+        (),
+        0,
+        (),
+        "self-check for health probes: config, driver, repository, capacity",
+        run_check,
+        render_check,
+    ),
+)
+
+
+def help_text(words: Sequence[str] = ()) -> str:
+    matches = [c for c in COMMANDS if tuple(words) == c.words[: len(words)]] if words else list(COMMANDS)
+    if not matches:
+        raise UserInputError(f"no command {' '.join(words)!r}; try `pragma help`")
+    lines = (
+        []
+        if words
+        else [
+            f"pragma {__version__} - PCC site tool (pragma_boot compatible)",
+            "",
+            "usage: pragma [--json] [--config PATH] [--debug] COMMAND ARGS...",
+            "",
+            "commands:",
+        ]
+    )
+    for c in matches:
+        lines += [f"  {c.usage}", f"      {c.summary}"]
+    lines += ["", "  pragma help [COMMAND]", "  pragma --version"]
+    if not words:
+        lines += [
+            "",
+            "global flags:",
+            "  --json         one JSON document on stdout (logs stay on stderr)",
+            "  --config PATH  site configuration (default: $PRAGMA_CONFIG, /etc/pragma/site.toml)",
+            "  --debug        debug logging and tracebacks",
+            "",
+            EXIT_CODES,
+        ]
+    return "\n".join(lines)
+
+
+def parse(argv: Sequence[str]) -> tuple[dict[str, str], Command | None, list[str]]:
+    """Split global flags, find the command, and map its arguments by name."""
+    flags: dict[str, str] = {}
+    rest: list[str] = []
+    it = iter(argv)
+    for token in it:
+        if token in ("--json", "--debug", "--version", "-h", "--help"):
+            flags[token] = "1"
+        elif token == "--config":
+            flags["--config"] = next(it, "")
+        elif token.startswith("--config="):
+            flags["--config"] = token.split("=", 1)[1]
+        elif token.startswith("-") and not token.lstrip("-").isdigit():
+            raise UserInputError(f"unknown flag {token!r}; see `pragma help`")
+        else:
+            rest.append(token)
+    if not rest or rest[0] == "help" or "-h" in flags or "--help" in flags:
+        return flags, None, rest[1:] if rest and rest[0] == "help" else rest
+    command = max(
+        (c for c in COMMANDS if tuple(rest[: len(c.words)]) == c.words),
+        key=lambda c: len(c.words),
+        default=None,
+    )
+    if command is None:
+        raise UserInputError(f"unknown command {' '.join(rest[:2])!r}; see `pragma help`")
+    args: dict[str, str] = dict(flags)
+    positionals = []
+    for token in rest[len(command.words) :]:
+        name, sep, value = token.partition("=")
+        if sep and (name in command.options or name in command.positionals):
+            if name in args:
+                raise UserInputError(f"{name} given twice")
+            args[name] = value
+        elif sep and not name.lstrip("-").isdigit() and name.isidentifier():
+            raise UserInputError(f"{command.usage}: unknown option {name!r}")
+        else:
+            positionals.append(token)
+    free = [p for p in command.positionals if p not in args]
+    if len(positionals) > len(free):
+        raise UserInputError(f"too many arguments; usage: {command.usage}")
+    args.update(zip(free, positionals, strict=False))
+    missing = [p for p in command.positionals[: command.required] if p not in args]
+    if missing:
+        raise UserInputError(f"missing {', '.join(m.upper() for m in missing)}; usage: {command.usage}")
+    if args.get("loglevel", "INFO").upper() not in LOG_LEVELS:
+        raise UserInputError(f"loglevel must be one of {', '.join(LOG_LEVELS)}")
+    return args, command, []
+
+
+def exit_code(exc: BaseException) -> int:
+    if isinstance(exc, CapacityError):
+        return EXIT_CAPACITY
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, UserInputError):
+        return EXIT_USAGE
+    if isinstance(exc, DriverError):
+        return EXIT_BACKEND
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    debug = "--debug" in argv
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    name = "pragma"
+    try:
+        args, command, help_words = parse(argv)
+        if "--version" in args and command is None:
+            result: Any = {"version": __version__}
+            text = f"pragma {__version__}"
+        elif command is None:
+            result = {"help": help_text(help_words)}
+            text = result["help"]
+        else:
+            name = " ".join(command.words)
+            logging.getLogger().setLevel(args.get("loglevel", "DEBUG" if debug else "INFO").upper())
+            result = command.run(None, args)
+            text = command.render(result)
+    except (PccError, OSError) as exc:
+        code = exit_code(exc)
+        if debug:
+            log.exception("%s failed", name)
+        message = str(exc) if isinstance(exc, PccError) else f"{type(exc).__name__}: {exc}"
+        if as_json:
+            json.dump(
+                {
+                    "ok": False,
+                    "command": name,
+                    "error": {"type": type(exc).__name__, "message": message, "exit_code": code},
+                },
+                out,
+            )
+            out.write("\n")
+        print(f"pragma: error: {message}", file=sys.stderr)
+        return code
+    if as_json:
+        json.dump({"ok": True, "command": name, "result": result}, out, default=str)
+        out.write("\n")
+    else:
+        print(text, file=out)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from pcc import __version__, cli, job
-from pcc.site import cli as pragma_cli
 
 
 def test_condor_status_without_an_install_exits_3_with_a_one_line_hint(
@@ -33,14 +32,6 @@ def test_pcc_job_outside_a_job_explains_itself(
     monkeypatch.delenv("_CONDOR_JOB_AD", raising=False)
     assert job.main(["publish", "PccState=running"]) == 1
     assert "not running as an HTCondor job" in capsys.readouterr().err
-
-
-def test_pragma_help_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        pragma_cli.main(["--help"])
-    out = capsys.readouterr().out
-    for command in ("boot", "list", "shutdown", "clean", "check"):
-        assert command in out
 
 
 def test_bad_state_settings_are_one_line_config_errors(

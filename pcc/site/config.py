@@ -1,0 +1,269 @@
+"""The site's configuration: a TOML file, read as data (never executed), validated at load.
+
+Found at ``--config PATH``, else ``$PRAGMA_CONFIG``, else ``/etc/pragma/site.toml``.
+Every error is one line naming the file and the key. See ``images/site.example.toml``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pcc.errors import ConfigError
+from pcc.site.names import CLUSTER_NAME, NETWORK_NAME
+
+DEFAULT_PATH = Path("/etc/pragma/site.toml")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PublicPool:
+    """Bridge mode: the public addresses frontends get, and how they reach the world."""
+
+    addresses: tuple[str, ...]
+    prefix: int
+    gateway: str
+    dns: tuple[str, ...]
+    bridge: str
+
+
+@dataclass(frozen=True)
+class EntNetwork:
+    name: str
+    cidr: str
+    bridge: str
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    mode: str  # "user" or "bridge"
+    private_cidr: str
+    # user mode: the frontend's SSH is forwarded to this loopback address, on a port from the range
+    forward_address: str = "127.0.0.1"
+    forward_ports: tuple[int, int] = (22000, 22999)
+    public: PublicPool | None = None
+    private_bridge: str | None = None
+    dns: tuple[str, ...] = ()
+    ent: tuple[EntNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    path: Path
+    name: str
+    deployment_type: str
+    cpus: int
+    memory_mb: int
+    reserve_cpus: int
+    reserve_memory_mb: int
+    ent_enabled: bool
+    repository: Path
+    staging: Path
+    driver: str
+    driver_settings: Mapping[str, Any]
+    network: NetworkConfig
+    boot_timeout_s: float = 300.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def usable_cpus(self) -> int:
+        return self.cpus - self.reserve_cpus
+
+    @property
+    def usable_memory_mb(self) -> int:
+        return self.memory_mb - self.reserve_memory_mb
+
+
+def locate(explicit: str | Path | None = None, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("PRAGMA_CONFIG"):
+        return Path(env["PRAGMA_CONFIG"])
+    return DEFAULT_PATH
+
+
+class _Reader:
+    """Typed access to a TOML table with errors that name ``file: [table] key``."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any], table: str = "") -> None:
+        self.path, self.data, self.table = path, data, table
+
+    def where(self, key: str) -> str:
+        return f"{self.path}: [{self.table}] {key}" if self.table else f"{self.path}: {key}"
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.where(key)}: {message}")
+
+    def get(
+        self,
+        key: str,
+        kind: type[T],
+        default: Any = ...,
+    ) -> T:
+        if key not in self.data:
+            if default is ...:
+                raise self.fail(key, "missing")
+            return default  # type: ignore[no-any-return]
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise self.fail(key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value  # type: ignore[no-any-return]
+
+    def positive(self, key: str, default: Any = ..., allow_zero: bool = False) -> int:
+        value = self.get(key, int, default)
+        if value < 0 or (value == 0 and not allow_zero):
+            raise self.fail(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+        return value
+
+    def sub(self, key: str, required: bool = True) -> _Reader | None:
+        if key not in self.data:
+            if required:
+                raise self.fail(key, "missing table")
+            return None
+        value = self.data[key]
+        if not isinstance(value, dict):
+            raise self.fail(key, "expected a table")
+        return _Reader(self.path, value, f"{self.table}.{key}" if self.table else key)
+
+    def address(self, key: str, default: Any = ...) -> str:
+        value = self.get(key, str, default)
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise self.fail(key, f"not an IP address: {value!r}") from None
+
+    def directory(self, key: str) -> Path:
+        value = Path(self.get(key, str)).expanduser()
+        if not value.is_absolute():
+            value = (self.path.parent / value).resolve()
+        return value
+
+
+def _address_range(reader: _Reader, key: str) -> tuple[str, ...]:
+    text = reader.get(key, str)
+    first, sep, last = text.partition("-")
+    try:
+        start = ipaddress.ip_address(first.strip())
+        end = ipaddress.ip_address(last.strip()) if sep else start
+    except ValueError:
+        raise reader.fail(key, f"expected 'FIRST-LAST' addresses, got {text!r}") from None
+    if int(end) < int(start) or int(end) - int(start) > 4096:
+        raise reader.fail(key, f"range {text!r} is empty or larger than 4096 addresses")
+    return tuple(str(ipaddress.ip_address(i)) for i in range(int(start), int(end) + 1))
+
+
+def _network(reader: _Reader) -> NetworkConfig:
+    mode = reader.get("mode", str, "user")
+    if mode not in ("user", "bridge"):
+        raise reader.fail("mode", f"must be 'user' or 'bridge', got {mode!r}")
+    private = reader.get("private_cidr", str, "10.1.0.0/24")
+    try:
+        net = ipaddress.ip_network(private)
+    except ValueError:
+        raise reader.fail("private_cidr", f"not a network: {private!r}") from None
+    if net.num_addresses < 4:
+        raise reader.fail("private_cidr", "too small")
+    dns = tuple(reader.get("dns", list, []))
+    ent: list[EntNetwork] = []
+    for i, item in enumerate(reader.get("ent", list, [])):
+        sub = _Reader(reader.path, item if isinstance(item, dict) else {}, f"network.ent[{i}]")
+        name = sub.get("name", str)
+        if not NETWORK_NAME.match(name):
+            raise sub.fail("name", f"invalid network name {name!r}")
+        cidr = sub.get("cidr", str)
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            raise sub.fail("cidr", f"not a network: {cidr!r}") from None
+        ent.append(EntNetwork(name, cidr, sub.get("bridge", str, "")))
+    if mode == "user":
+        lo, _, hi = reader.get("forward_ports", str, "22000-22999").partition("-")
+        try:
+            ports = (int(lo), int(hi or lo))
+        except ValueError:
+            raise reader.fail("forward_ports", "expected 'FIRST-LAST' port numbers") from None
+        if not (1024 <= ports[0] <= ports[1] <= 65535):
+            raise reader.fail("forward_ports", f"ports must be within 1024-65535, got {ports}")
+        address = reader.address("forward_address", "127.0.0.1")
+        if not ipaddress.ip_address(address).is_loopback:
+            raise reader.fail("forward_address", "user mode forwards to a loopback address only")
+        return NetworkConfig("user", str(net), address, ports, dns=dns, ent=tuple(ent))
+    pub = reader.sub("public")
+    assert pub is not None
+    netmask = pub.get("netmask", str)
+    try:
+        prefix = ipaddress.ip_network(f"0.0.0.0/{netmask}").prefixlen
+    except ValueError:
+        raise pub.fail("netmask", f"not a netmask: {netmask!r}") from None
+    public = PublicPool(
+        addresses=_address_range(pub, "range"),
+        prefix=prefix,
+        gateway=pub.address("gateway"),
+        dns=tuple(pub.get("dns", list, [])) or dns,
+        bridge=pub.get("bridge", str),
+    )
+    return NetworkConfig(
+        "bridge",
+        str(net),
+        public=public,
+        private_bridge=reader.get("private_bridge", str),
+        dns=dns,
+        ent=tuple(ent),
+    )
+
+
+def load(path: Path) -> SiteConfig:
+    """Read and validate a site configuration file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the site configuration: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    top = _Reader(path, data)
+    site = top.sub("site")
+    assert site is not None
+    name = site.get("name", str)
+    if not CLUSTER_NAME.match(name):
+        raise site.fail("name", f"invalid site name {name!r} (lower-case letters, digits, '-')")
+    cpus = site.positive("cpus")
+    memory = site.positive("memory_mb")
+    reserve_cpus = site.positive("reserve_cpus", 0, allow_zero=True)
+    reserve_memory = site.positive("reserve_memory_mb", 0, allow_zero=True)
+    if reserve_cpus >= cpus:
+        raise site.fail("reserve_cpus", f"must be less than cpus ({cpus})")
+    if reserve_memory >= memory:
+        raise site.fail("reserve_memory_mb", f"must be less than memory_mb ({memory})")
+    repo = top.sub("repository")
+    staging = top.sub("staging")
+    driver = top.sub("driver")
+    assert repo is not None and staging is not None and driver is not None
+    driver_name = driver.get("name", str)
+    driver_settings = driver.get(driver_name, dict, {})
+    network_reader = top.sub("network", required=False) or _Reader(path, {}, "network")
+    return SiteConfig(
+        path=path,
+        name=name,
+        deployment_type=site.get("deployment_type", str, driver_name),
+        cpus=cpus,
+        memory_mb=memory,
+        reserve_cpus=reserve_cpus,
+        reserve_memory_mb=reserve_memory,
+        ent_enabled=site.get("ent_enabled", bool, False),
+        repository=repo.directory("path"),
+        staging=staging.directory("path"),
+        driver=driver_name,
+        driver_settings=driver_settings,
+        network=_network(network_reader),
+        boot_timeout_s=driver.get("boot_timeout_s", float, 300.0),
+    )
