@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 
-class NodeState(str, enum.Enum):
+class NodeState(enum.StrEnum):
     PENDING = "pending"
     BOOTING = "booting"
     RUNNING = "running"
@@ -25,7 +25,7 @@ class NodeState(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     FRONTEND = "frontend"
     COMPUTE = "compute"
 

@@ -11,7 +11,7 @@ set -euo pipefail
 
 usage() { echo "usage: $0 OUTDIR" >&2; exit 2; }
 die() { echo "build_test_image: $*" >&2; exit 1; }
-[ $# -eq 1 ] && [ -n "$1" ] || usage
+if [ $# -ne 1 ] || [ -z "$1" ]; then usage; fi
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
@@ -22,10 +22,13 @@ out=$1
 # The cloud kernel has no modules.dep, so /init insmods these lists in this order
 # (checked against each module's "depends" below). Groups: core at boot; cdrom only when
 # no seed is on a virtio disk (IDE or virtio-scsi cdrom); acpi after sshd is up.
-MODULES_core="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
-  failover net_failover virtio_net virtio_blk virtio-rng cdrom isofs"
-MODULES_cdrom="scsi_common scsi_mod virtio_scsi libata ata_piix sr_mod"
-MODULES_acpi="button evdev"
+MODULE_GROUPS="core cdrom acpi"
+declare -A MODULES=(
+    [core]="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+            failover net_failover virtio_net virtio_blk virtio-rng cdrom isofs"
+    [cdrom]="scsi_common scsi_mod virtio_scsi libata ata_piix sr_mod"
+    [acpi]="button evdev"
+)
 KERNEL_META=linux-image-cloud-amd64
 # dropbear's libraries (what ldd names) plus libgmp10, which libtomcrypt1 links to.
 PACKAGES="busybox-static dropbear-bin openssh-sftp-server
@@ -81,7 +84,7 @@ kernel_pkg=$(grep -m1 '^linux-image-' <<<"$pins" | cut -d= -f1) || true
 
 stamp="# images/build_test_image.sh: rebuilt when any line changes
 $pins
-inputs=$(cat "$0" "$tiny/init" "$tiny/udhcpc.script" | sha256sum | cut -d' ' -f1)"
+inputs=$(cat "${BASH_SOURCE[0]}" "$tiny/init" "$tiny/udhcpc.script" | sha256sum | cut -d' ' -f1)"
 
 up_to_date() {
     [ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ -s "$out/disk.qcow2" ] \
@@ -165,7 +168,7 @@ for bin in $BINARIES; do
     done <"$work/ldd"
 done
 # dropbear runs its compiled-in SFTPSERVER_PATH for the "sftp" subsystem (OpenSSH 9 scp).
-sftp=$(grep -ao '/usr/[a-z/]*sftp-server' "$root/usr/sbin/dropbear" | head -n1)
+sftp=$(grep -ao '/usr/[a-z/]*sftp-server' "$root/usr/sbin/dropbear" | head -n1) || true
 [ -n "$sftp" ] || die "cannot find dropbear's sftp-server path"
 [ -e "$root$sftp" ] || { mkdir -p "$root${sftp%/*}" && ln -s /usr/lib/openssh/sftp-server "$root$sftp"; }
 
@@ -174,10 +177,9 @@ sftp=$(grep -ao '/usr/[a-z/]*sftp-server' "$root/usr/sbin/dropbear" | head -n1)
 mkdir -p "$root/lib/modules/$kver"
 declare -A have=()
 report=""
-for group in core cdrom acpi; do
-    list=MODULES_$group
+for group in $MODULE_GROUPS; do
     : >"$root/etc/pcc/modules.$group"
-    for mod in ${!list}; do
+    for mod in ${MODULES[$group]}; do
         name=${mod//-/_}
         ko=$(find "$kmods/kernel" -name "$mod.ko" -print -quit)
         if [ -z "$ko" ]; then
@@ -187,7 +189,7 @@ for group in core cdrom acpi; do
             have[$name]=1
             continue
         fi
-        deps=$(tr '\0' '\n' <"$ko" | sed -n 's/^depends=//p' | head -n1)
+        deps=$(tr '\0' '\n' <"$ko" | sed -n '/^depends=/{s///p;q}')
         for dep in ${deps//,/ }; do
             [ -n "${have[${dep//-/_}]:-}" ] || grep -Eq "/${dep}\.ko$" "$kmods/modules.builtin" \
                 || die "module $mod needs $dep first"

@@ -153,8 +153,8 @@ class SiteService:
             )
         if want_mem > free_mem:
             raise CapacityError(
-                f"site {self.config.name}: not enough memory for cluster {plan.name}: it needs {want_mem} MiB, "
-                f"{free_mem} of {self.config.usable_memory_mb} MiB are free"
+                f"site {self.config.name}: not enough memory for cluster {plan.name}: "
+                f"it needs {want_mem} MiB, {free_mem} of {self.config.usable_memory_mb} MiB are free"
             )
 
     # -- planning ------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def test_vcdb_entries_must_be_well_formed_and_stay_inside(tmp_path: Path) -> Non
     with pytest.raises(RepositoryError, match=r"vcdb.txt:2: '../../etc/passwd' points outside"):
         Repository(tmp_path / "repo").entries()
     (tmp_path / "repo" / "vcdb.txt").write_text("no-comma-here\n")
-    with pytest.raises(RepositoryError, match="vcdb.txt:1: expected 'name,relative/path/vc-in.xml'"):
+    with pytest.raises(RepositoryError, match=r"vcdb\.txt:1: expected 'name,relative/path/vc-in\.xml'"):
         Repository(tmp_path / "repo").entries()
 
 
