@@ -9,13 +9,17 @@ STATE ?= $(CURDIR)/.state
 VENV ?= $(CURDIR)/.venv
 export PCC_STATE_DIR := $(STATE)
 
-# Debian 12 packages PCC needs on the host (HTCondor itself comes from condor_config/).
-APT_PACKAGES := patchelf util-linux debian-archive-keyring ca-certificates python3 python3-venv python3-dev
+# Debian 12 packages PCC needs on the host (HTCondor itself comes from condor_config/):
+# the controller, then the site tool with its libvirt driver (QEMU, libvirt, the tools that
+# stage disks and seeds, validate XML and check cloud-config), and the test image's build.
+APT_PACKAGES := patchelf util-linux debian-archive-keyring ca-certificates python3 python3-venv python3-dev \
+  gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
+  qemu-utils genisoimage libxml2-utils cloud-init openssh-client cpio tini
 
 CONSTRAINTS := $(STATE)/constraints.txt
 VENV_STAMP := $(VENV)/.pcc-installed
 
-.PHONY: run test test-fast lint install apt-deps condor venv clean-state help
+.PHONY: run test test-fast lint install apt-deps condor venv image clean-state help
 
 help:
 	@echo "make run        install what is needed, start the personal HTCondor pool and pcc serve"
@@ -35,7 +39,12 @@ test-fast: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 
-install: apt-deps condor venv
+install: apt-deps condor venv image
+
+# The tiny bootable test image (Debian's cloud kernel + busybox + dropbear) for the sample
+# repository; cached, a no-op when up to date.
+image: apt-deps
+	images/build_test_image.sh images/repository/tiny
 
 # Installs missing Debian packages (as root), or says which to install.
 apt-deps:

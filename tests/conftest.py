@@ -14,6 +14,7 @@ import pytest
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.pool import PersonalPool
 from pcc.settings import Settings
+from tests.integration import site_env
 
 REPO = Path(__file__).resolve().parent.parent
 # Plain `pytest` in a checkout finds the install `make` made (the Makefile sets the same).
@@ -63,3 +64,28 @@ def job_dir(condor_pool: PersonalPool, request: pytest.FixtureRequest) -> Path:
         for p in (path.parent, path):
             os.chown(p, user.pw_uid, user.pw_gid)
     return path
+
+
+@pytest.fixture(scope="session")
+def libvirt_site() -> Iterator[site_env.Site]:
+    """A site run by an unprivileged account with its own libvirt session and the test image."""
+    if not (site_env.TEST_IMAGE / "initrd.img").exists():
+        pytest.fail(
+            f"the test image is not built in {site_env.TEST_IMAGE}: run `make image` (make test does)"
+        )
+    account = site_env.site_account()
+    installed = Settings.from_env().embedded_pool()
+    root = Path(tempfile.mkdtemp(prefix="site-", dir=installed.local_dir.parent.parent))
+    os.chmod(root, 0o755)
+    os.chown(root, account.pw_uid, account.pw_gid)
+    daemon = site_env.start_libvirt_session(account)
+    site = site_env.Site(root=root, account=account, forward_address="127.0.0.2", ports=(22100, 22199))
+    site.write_config()
+    try:
+        yield site
+    finally:
+        for domain in site.domains():  # a failed test must not leak VMs
+            site.virsh("destroy", domain) if "running" in site.virsh("domstate", domain) else None
+            site.virsh("undefine", domain)
+        site_env.stop_process(daemon)
+        shutil.rmtree(root, ignore_errors=True)

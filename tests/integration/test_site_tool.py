@@ -1,0 +1,221 @@
+"""`pragma` at a real site: the installed tool, run as the site account, booting real VMs
+under QEMU through libvirt, reached over SSH on a forwarded loopback port."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pcc.site.staging import backing_file
+
+from .site_env import TEST_IMAGE, Site
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def keys(libvirt_site: Site) -> tuple[Path, Path]:
+    """The scientist's key pair; the public half readable by the site account."""
+    directory = libvirt_site.root / "keys"
+    directory.mkdir(exist_ok=True)
+    private = directory / "id_ed25519"
+    if not private.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@lab", "-f", str(private)], check=True
+        )
+    (directory / "id_ed25519.pub").chmod(0o644)
+    directory.chmod(0o755)
+    return private, directory / "id_ed25519.pub"
+
+
+def ssh(private: Path, address: str, port: int, command: str, timeout: float = 60) -> str:
+    """Log in as root with the key, retrying while the guest's sshd comes up."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        proc = subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(private),
+                "-p",
+                str(port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
+                f"root@{address}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+        last = proc.stderr
+        time.sleep(0.5)
+    raise AssertionError(f"ssh to {address}:{port} failed: {last}")
+
+
+def image_digest() -> str:
+    return hashlib.sha256((TEST_IMAGE / "disk.qcow2").read_bytes()).hexdigest()
+
+
+def test_check_reports_config_driver_repository_and_capacity(libvirt_site: Site) -> None:
+    code, doc = libvirt_site.pragma("check")
+    r = doc["result"]
+    assert code == 0 and r["ok"] is True, doc
+    assert r["driver"]["reachable"] is True and r["driver"]["domain_type"] == "qemu"
+    assert r["repository"]["images"] == ["tiny", "tiny-legacy"]
+    assert r["cpus"]["total"] == 4 and r["cpus"]["free"] <= 4
+    assert r["ent_enabled"] is False and r["deployment_type"].startswith("libvirt")
+
+
+def test_a_frontend_only_cluster_boots_answers_ssh_and_cleans_up_completely(
+    libvirt_site: Site, keys: tuple[Path, Path]
+) -> None:
+    private, public = keys
+    before = image_digest()
+    code, doc = libvirt_site.pragma("boot", "tiny", "0", f"key={public}", "cluster=solo")
+    assert code == 0, doc
+    result = doc["result"]
+    assert result["cluster"] == "solo" and [n["name"] for n in result["nodes"]] == ["solo-frontend"]
+    address, port = result["public_ip"], result["ssh_port"]
+    assert address == "127.0.0.2" and 22100 <= port <= 22199
+
+    code, doc = libvirt_site.pragma("list", "cluster", "solo")
+    (node,) = doc["result"]
+    assert (node["role"], node["state"], node["vcpus"], node["memory_mib"]) == ("frontend", "running", 1, 128)
+    assert (node["public_ip"], node["ssh_port"]) == (address, port)
+
+    assert ssh(private, address, port, "hostname") == "solo-frontend"
+    overlay = libvirt_site.staging / "clusters" / "solo" / "solo-frontend-vda.qcow2"
+    assert backing_file(overlay) == str((TEST_IMAGE / "disk.qcow2").resolve())
+
+    code, doc = libvirt_site.pragma("shutdown", "solo")
+    assert code == 0 and doc["result"]["stopped"] == 1
+    code, doc = libvirt_site.pragma("list", "cluster", "solo")
+    assert [n["state"] for n in doc["result"]] == ["stopped"]
+    code, doc = libvirt_site.pragma("clean", "solo")
+    assert code == 0 and doc["result"]["removed_nodes"] == 1
+    assert libvirt_site.leftovers("solo") == []
+    assert image_digest() == before  # the repository image was never written
+
+
+def test_a_two_node_legacy_cluster_and_a_second_cluster_of_the_same_image_side_by_side(
+    libvirt_site: Site, keys: tuple[Path, Path]
+) -> None:
+    private, public = keys
+    try:
+        code, doc = libvirt_site.pragma("boot", "tiny-legacy", "1", f"key={public}", "cluster=pair")
+        assert code == 0, doc
+        code, other = libvirt_site.pragma("boot", "tiny-legacy", "0", f"key={public}", "cluster=twin")
+        assert code == 0, other
+
+        code, doc = libvirt_site.pragma("list", "cluster")
+        nodes = {n["name"]: n for n in doc["result"]}
+        assert {"pair-frontend", "pair-compute-0", "twin-frontend"} <= set(nodes)
+        assert all(
+            nodes[n]["state"] == "running" for n in ("pair-frontend", "pair-compute-0", "twin-frontend")
+        )
+        assert nodes["pair-compute-0"]["private_ip"] == "10.1.0.10"
+        assert nodes["pair-frontend"]["ssh_port"] != nodes["twin-frontend"]["ssh_port"]
+
+        pair, twin = nodes["pair-frontend"], nodes["twin-frontend"]
+        assert ssh(private, pair["public_ip"], pair["ssh_port"], "hostname") == "pair-frontend"
+        assert ssh(private, twin["public_ip"], twin["ssh_port"], "hostname") == "twin-frontend"
+        # The frontend got the cluster description pragma_boot images expect.
+        vc_out = ssh(private, pair["public_ip"], pair["ssh_port"], "cat /root/vc-out.xml")
+        assert 'name="pair-compute-0"' in vc_out and 'ip="10.1.0.10"' in vc_out
+
+        # Booting an existing cluster again is a no-op (HTCondor may re-run a boot job).
+        code, again = libvirt_site.pragma("boot", "tiny-legacy", "1", f"key={public}", "cluster=pair")
+        assert code == 0 and again["result"]["message"] == "already booted"
+    finally:
+        for cluster in ("pair", "twin"):
+            libvirt_site.pragma("clean", cluster)
+    assert libvirt_site.leftovers("pair") == [] and libvirt_site.leftovers("twin") == []
+
+
+def test_shutdown_and_clean_are_idempotent_and_say_so(libvirt_site: Site) -> None:
+    for verb in ("shutdown", "clean"):
+        for _ in range(2):
+            code, doc = libvirt_site.pragma(verb, "never-booted")
+            assert code == 0
+            assert doc["result"]["message"] in ("nothing was running", "nothing to clean")
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "message"),
+    [
+        (("boot", "no-such-image", "0"), 2, "unknown image 'no-such-image'"),
+        (("boot", "tiny", "64"), 4, "not enough CPUs"),
+        (("boot", "tiny", "0", "key=/nonexistent/key.pub"), 2, "cannot read the public key"),
+        (("boot", "tiny", "0", "cluster=a;touch /tmp/pwned"), 2, "invalid cluster name"),
+        (("boot", "tiny", "0", "cluster=$(reboot)"), 2, "invalid cluster name"),
+        (("boot", "tiny", "-1"), 2, "NUM_CPUS must be >= 0"),
+    ],
+)
+def test_bad_boots_fail_clearly_and_leave_nothing_behind(
+    libvirt_site: Site, keys: tuple[Path, Path], args: tuple[str, ...], exit_code: int, message: str
+) -> None:
+    _, public = keys
+    argv = [*args] if any(a.startswith("key=") for a in args) else [*args, f"key={public}"]
+    domains_before, allocations_before = libvirt_site.domains(), libvirt_site.allocations()
+    code, doc = libvirt_site.pragma(*argv)
+    assert code == exit_code, doc
+    assert doc["ok"] is False and message in doc["error"]["message"]
+    assert libvirt_site.domains() == domains_before
+    assert libvirt_site.allocations() == allocations_before
+    assert not (libvirt_site.staging / "clusters" / "tiny").exists()
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_generated_domain_xml_passes_virt_xml_validate(libvirt_site: Site, tmp_path: Path) -> None:
+    from drivers.libvirt import build_domain_xml
+    from pcc.site import config
+    from pcc.site.service import BootRequest, SiteService
+
+    svc = SiteService(config.load(libvirt_site.config))
+    for image, cpus in (("tiny", 0), ("tiny-legacy", 2)):
+        plan = svc.plan(
+            BootRequest(image, cpus, Path("/dev/null"), cluster="v"), svc.repository.image(image), "22100"
+        )
+        for node in plan.nodes:
+            path = tmp_path / f"{node.name}.xml"
+            path.write_text(build_domain_xml(node, "qemu"))
+            proc = subprocess.run(
+                ["virt-xml-validate", str(path), "domain"], capture_output=True, text=True, check=False
+            )
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_generated_user_data_passes_cloud_init_schema(
+    libvirt_site: Site, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from pcc.site import config, context
+    from pcc.site.service import BootRequest, SiteService
+
+    svc = SiteService(config.load(libvirt_site.config))
+    plan = svc.plan(BootRequest("tiny", 1, keys[1], cluster="s"), svc.repository.image("tiny"), "22100")
+    key = context.normalize_public_key(keys[1].read_text())
+    for node in plan.nodes:
+        vc_out = context.vc_out_frontend(plan, key, ("10.0.2.3",), "s-frontend.local")
+        path = tmp_path / f"{node.name}-user-data"
+        path.write_text(context.user_data(node, key, vc_out))
+        proc = subprocess.run(
+            ["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0 and "Valid cloud-config" in proc.stdout, proc.stdout + proc.stderr
