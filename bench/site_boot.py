@@ -32,9 +32,28 @@ def wait_ssh(private: Path, address: str, port: int, timeout: float = 60) -> Non
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         proc = subprocess.run(
-            ["timeout", "5", "ssh", "-i", str(private), "-p", str(port), "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-             f"root@{address}", "true"], capture_output=True, check=False)
+            [
+                "timeout",
+                "5",
+                "ssh",
+                "-i",
+                str(private),
+                "-p",
+                str(port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                f"root@{address}",
+                "true",
+            ],
+            capture_output=True,
+            check=False,
+        )
         if proc.returncode == 0:
             return
         time.sleep(0.05)
@@ -55,23 +74,34 @@ def bench_boot(site: site_env.Site, private: Path, public: Path, cpus: int, runs
         to_running.append(running)
         site.pragma("clean", cluster)
     nodes = 1 + cpus
-    print(f"pragma boot, {nodes} node(s): to all running {median(to_running)}; to SSH accepted {median(to_ssh)}")
+    print(
+        f"pragma boot, {nodes} node(s): to all running {median(to_running)}; to SSH accepted {median(to_ssh)}"
+    )
 
 
 def bench_staging(root: Path, runs: int) -> None:
     base_qcow = root / "base-1g.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=full", str(base_qcow), "1G"],
-                   check=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-o", "preallocation=full", str(base_qcow), "1G"],
+        check=True,
+    )
     base_raw = root / "base-40g.raw"
     with base_raw.open("wb") as fh:
         fh.truncate(40 << 30)  # sparse
-    for base, fmt, label in ((base_qcow, "qcow2", "1 GB qcow2 (preallocated)"), (base_raw, "raw", "40 GB sparse raw")):
+    for base, fmt, label in (
+        (base_qcow, "qcow2", "1 GB qcow2 (preallocated)"),
+        (base_raw, "raw", "40 GB sparse raw"),
+    ):
         times = []
         for i in range(max(runs, 5)):
             t0 = time.monotonic()
             create_overlay(base, fmt, root / f"ov-{fmt}-{i}.qcow2", "vda")
             times.append(time.monotonic() - t0)
-        print(f"staging an overlay on a {label} base: {median(times)}")
+        ms = [t * 1000 for t in times]
+        print(
+            f"staging an overlay on a {label} base: median {statistics.median(ms):.1f} ms "
+            f"({', '.join(f'{v:.1f}' for v in ms)})"
+        )
     t0 = time.monotonic()
     shutil.copyfile(base_qcow, root / "copy.qcow2")
     print(f"for comparison, copying the 1 GB base: {time.monotonic() - t0:.2f} s")
@@ -81,17 +111,21 @@ def bench_image(root: Path) -> None:
     out = root / "image"
     env = {**os.environ, "PCC_STATE_DIR": str(root / "state")}
     t0 = time.monotonic()
-    subprocess.run([str(REPO / "images" / "build_test_image.sh"), str(out)], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(REPO / "images" / "build_test_image.sh"), str(out)], env=env, check=True, capture_output=True
+    )
     cold = time.monotonic() - t0
     t0 = time.monotonic()
-    subprocess.run([str(REPO / "images" / "build_test_image.sh"), str(out)], env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(REPO / "images" / "build_test_image.sh"), str(out)], env=env, check=True, capture_output=True
+    )
     warm = time.monotonic() - t0
     sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
     total = sum(sizes.values())
-    print(f"test image: cold build {cold:.1f} s (downloads included), warm re-run {warm:.2f} s; "
-          f"{total / 1e6:.1f} MB ({', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in sorted(sizes.items()))})")
+    print(
+        f"test image: cold build {cold:.1f} s (downloads included), warm re-run {warm:.2f} s; "
+        f"{total / 1e6:.1f} MB ({', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in sorted(sizes.items()))})"
+    )
 
 
 def main() -> int:

@@ -77,6 +77,11 @@ def _interface(devices: etree._Element, nic: Nic) -> None:
         if nic.source.get("net"):
             net, _, prefix = str(nic.source["net"]).partition("/")
             _sub(iface, "ip", family="ipv4", address=net, prefix=prefix)
+    elif nic.attach == "udp":  # a point-to-point UDP link to the cluster's loopback hub
+        iface = _sub(devices, "interface", type_="udp")
+        _sub(iface, "mac", address=nic.mac)
+        src = _sub(iface, "source", address=str(nic.source["address"]), port=str(nic.source["port"]))
+        _sub(src, "local", address=str(nic.source["address"]), port=str(nic.source["local_port"]))
     elif nic.attach == "bridge":
         iface = _sub(devices, "interface", type_="bridge")
         _sub(iface, "mac", address=nic.mac)

@@ -46,6 +46,8 @@ class NetworkConfig:
     # user mode: the frontend's SSH is forwarded to this loopback address, on a port from the range
     forward_address: str = "127.0.0.1"
     forward_ports: tuple[int, int] = (22000, 22999)
+    # user mode: loopback UDP ports for the clusters' private networks (a hub per cluster)
+    link_ports: tuple[int, int] = (23000, 23999)
     public: PublicPool | None = None
     private_bridge: str | None = None
     dns: tuple[str, ...] = ()
@@ -160,6 +162,17 @@ def _address_range(reader: _Reader, key: str) -> tuple[str, ...]:
     return tuple(str(ipaddress.ip_address(i)) for i in range(int(start), int(end) + 1))
 
 
+def _port_range(reader: _Reader, key: str, default: str) -> tuple[int, int]:
+    lo, _, hi = reader.get(key, str, default).partition("-")
+    try:
+        ports = (int(lo), int(hi or lo))
+    except ValueError:
+        raise reader.fail(key, "expected 'FIRST-LAST' port numbers") from None
+    if not (1024 <= ports[0] <= ports[1] <= 65535):
+        raise reader.fail(key, f"ports must be within 1024-65535, got {ports}")
+    return ports
+
+
 def _network(reader: _Reader) -> NetworkConfig:
     mode = reader.get("mode", str, "user")
     if mode not in ("user", "bridge"):
@@ -185,17 +198,12 @@ def _network(reader: _Reader) -> NetworkConfig:
             raise sub.fail("cidr", f"not a network: {cidr!r}") from None
         ent.append(EntNetwork(name, cidr, sub.get("bridge", str, "")))
     if mode == "user":
-        lo, _, hi = reader.get("forward_ports", str, "22000-22999").partition("-")
-        try:
-            ports = (int(lo), int(hi or lo))
-        except ValueError:
-            raise reader.fail("forward_ports", "expected 'FIRST-LAST' port numbers") from None
-        if not (1024 <= ports[0] <= ports[1] <= 65535):
-            raise reader.fail("forward_ports", f"ports must be within 1024-65535, got {ports}")
+        ports = _port_range(reader, "forward_ports", "22000-22999")
+        links = _port_range(reader, "link_ports", "23000-23999")  # UDP, on 127.0.0.1
         address = reader.address("forward_address", "127.0.0.1")
         if not ipaddress.ip_address(address).is_loopback:
             raise reader.fail("forward_address", "user mode forwards to a loopback address only")
-        return NetworkConfig("user", str(net), address, ports, dns=dns, ent=tuple(ent))
+        return NetworkConfig("user", str(net), address, ports, links, dns=dns, ent=tuple(ent))
     pub = reader.sub("public")
     assert pub is not None
     netmask = pub.get("netmask", str)

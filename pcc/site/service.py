@@ -20,7 +20,7 @@ from drivers import UnknownDriver, load_driver
 from drivers.base import ClusterPlan, Driver, Nic, NodePlan, NodeState, NodeStatus, Role, StagedDisk
 from pcc import __version__
 from pcc.errors import CapacityError, ConfigError, DriverError, PccError, UserInputError
-from pcc.site import context, names
+from pcc.site import context, hub, names
 from pcc.site.addresses import AddressPool
 from pcc.site.config import SiteConfig
 from pcc.site.repository import Image, Repository
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 # QEMU user networking (slirp) addresses: guest, gateway (the host), DNS.
 SLIRP_GUEST, SLIRP_PREFIX, SLIRP_GATEWAY, SLIRP_DNS = "10.0.2.15", 24, "10.0.2.2", "10.0.2.3"
+LOOPBACK = "127.0.0.1"
 ACTIVE = (NodeState.PENDING, NodeState.BOOTING, NodeState.RUNNING)
 
 
@@ -51,8 +52,8 @@ def mac_for(cluster: str, node: str, index: int) -> str:
     return "52:54:00:{:02x}:{:02x}:{:02x}".format(*digest[:3])
 
 
-def _port_free(address: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def _port_free(address: str, port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
@@ -92,6 +93,11 @@ class SiteService:
             assert net.public is not None
             slots = list(net.public.addresses)
         return AddressPool(self.config.staging / "allocations.json", slots)
+
+    def link_pool(self) -> AddressPool:
+        """Loopback UDP ports for user-mode private networks (hub and one per node)."""
+        lo, hi = self.config.network.link_ports
+        return AddressPool(self.config.staging / "links.json", [str(p) for p in range(lo, hi + 1)])
 
     def cluster_dir(self, cluster: str) -> Path:
         return self.config.staging / "clusters" / cluster
@@ -158,7 +164,12 @@ class SiteService:
             )
 
     # -- planning ------------------------------------------------------------------------
-    def plan(self, req: BootRequest, image: Image, public: str | None) -> ClusterPlan:
+    def plan(
+        self, req: BootRequest, image: Image, public: str | None, links: Sequence[int] = ()
+    ) -> ClusterPlan:
+        """Nodes, disks, seeds and NICs of a cluster. ``public`` is the frontend's public
+        address (bridge mode) or forwarded port (user mode); ``links`` are the loopback UDP
+        ports of the user-mode private network (the hub's first, then one per node)."""
         cluster = names.cluster_name(req.cluster or image.name.lower())
         cdir = self.cluster_dir(cluster)
         if req.cpus < 0:
@@ -174,26 +185,36 @@ class SiteService:
         counts = [per_node] * (req.cpus // per_node) + ([req.cpus % per_node] if req.cpus % per_node else [])
         if len(counts) > len(hosts) - 10:
             raise CapacityError(f"{len(counts)} compute nodes do not fit the private network {private}")
-        dns = net.public.dns if net.mode == "bridge" and net.public else net.dns
-        nodes: list[NodePlan] = []
-        fe_name = f"{cluster}-frontend"
-        fe_private = str(hosts[0])
+        link_ports = list(links) or [0] * (len(counts) + 2)
+        fe_name, fe_private = f"{cluster}-frontend", str(hosts[0])
 
-        def ent_nics(node: str, start: int) -> list[Nic]:
-            nics = []
-            for i, (ent_name, cidr) in enumerate(req.add_ifaces):
-                ent = next((e for e in net.ent if e.name == ent_name), None)
-                assert ent is not None
-                nics.append(
-                    Nic(
-                        ent_name,
-                        mac_for(cluster, node, start + i),
-                        guest_name=f"eth{start + i}",
-                        attach="bridge",
-                        source={"bridge": ent.bridge, "cidr": cidr or ent.cidr},
-                    )
+        def private_nic(
+            node: str, index: int, ip: str, gateway: str | None, dns: tuple[str, ...], link: int
+        ) -> Nic:
+            if net.mode == "user":  # a port on the cluster's loopback UDP hub
+                source = {"address": "127.0.0.1", "port": link_ports[0], "local_port": link_ports[link]}
+                return Nic(
+                    "private",
+                    mac_for(cluster, node, index),
+                    ip,
+                    private.prefixlen,
+                    gateway,
+                    dns,
+                    f"eth{index}",
+                    "udp",
+                    source,
                 )
-            return nics
+            return Nic(
+                "private",
+                mac_for(cluster, node, index),
+                ip,
+                private.prefixlen,
+                gateway,
+                dns,
+                f"eth{index}",
+                "bridge",
+                {"bridge": net.private_bridge},
+            )
 
         if net.mode == "user":
             fe_nics = [
@@ -209,6 +230,7 @@ class SiteService:
                     {"forward_address": net.forward_address, "forward_port": int(public or 0)},
                 )
             ]
+            dns: tuple[str, ...] = ()
         else:
             assert net.public is not None and public is not None
             fe_nics = [
@@ -222,21 +244,24 @@ class SiteService:
                     "eth0",
                     "bridge",
                     {"bridge": net.public.bridge},
-                ),
-                Nic(
-                    "private",
-                    mac_for(cluster, fe_name, 1),
-                    fe_private,
-                    private.prefixlen,
-                    None,
-                    (),
-                    "eth1",
-                    "bridge",
-                    {"bridge": net.private_bridge},
-                ),
+                )
             ]
-        fe_nics += ent_nics(fe_name, len(fe_nics))
-        nodes.append(
+            dns = net.public.dns
+        if counts or net.mode == "bridge":  # a frontend alone needs no private network
+            fe_nics.append(private_nic(fe_name, 1, fe_private, None, (), 1))
+        for ent_name, cidr in req.add_ifaces:
+            ent = next(e for e in net.ent if e.name == ent_name)
+            index = len(fe_nics)
+            fe_nics.append(
+                Nic(
+                    ent_name,
+                    mac_for(cluster, fe_name, index),
+                    guest_name=f"eth{index}",
+                    attach="bridge",
+                    source={"bridge": ent.bridge, "cidr": cidr or ent.cidr},
+                )
+            )
+        nodes = [
             self._node(
                 cluster,
                 cdir,
@@ -247,43 +272,12 @@ class SiteService:
                 req.memory_frontend_mib,
                 tuple(fe_nics),
             )
-        )
+        ]
         for i, vcpus in enumerate(counts):
             name = f"{cluster}-compute-{i}"
-            ip = str(hosts[9 + i])
-            if net.mode == "user":
-                # Each guest's NAT network is the cluster's private network, so addresses match
-                # vc-out.xml; QEMU user networking does not link guests to each other.
-                nics = (
-                    Nic(
-                        "private",
-                        mac_for(cluster, name, 0),
-                        ip,
-                        private.prefixlen,
-                        str(hosts[1]),
-                        (str(hosts[2]),),
-                        "eth0",
-                        "user",
-                        {"net": str(private), "host": str(hosts[1]), "dns": str(hosts[2])},
-                    ),
-                )
-            else:
-                nics = (
-                    Nic(
-                        "private",
-                        mac_for(cluster, name, 0),
-                        ip,
-                        private.prefixlen,
-                        fe_private,
-                        dns,
-                        "eth0",
-                        "bridge",
-                        {"bridge": net.private_bridge},
-                    ),
-                )
-            assert image.compute is not None
+            nic = private_nic(name, 0, str(hosts[9 + i]), fe_private, dns, 2 + i)
             nodes.append(
-                self._node(cluster, cdir, name, Role.COMPUTE, image, vcpus, req.memory_compute_mib, nics)
+                self._node(cluster, cdir, name, Role.COMPUTE, image, vcpus, req.memory_compute_mib, (nic,))
             )
         return ClusterPlan(
             cluster,
@@ -377,9 +371,23 @@ class SiteService:
         net = self.config.network
         usable = (lambda slot: _port_free(net.forward_address, int(slot))) if net.mode == "user" else None
         (public,) = self.public_pool().allocate(cluster, 1, usable)
-        plan = self.driver.allocate(self.plan(req, image, public))
+        links: list[int] = []
+        draft = self.plan(req, image, public)
+        if net.mode == "user" and len(draft.nodes) > 1:
+            pool = self.link_pool()
+            links = [
+                int(p)
+                for p in pool.allocate(
+                    cluster,
+                    len(draft.nodes) + 1,
+                    lambda slot: _port_free(LOOPBACK, int(slot), socket.SOCK_DGRAM),
+                )
+            ]
+        plan = self.driver.allocate(self.plan(req, image, public, links))
         cdir = self.cluster_dir(cluster)
         cdir.mkdir(parents=True, exist_ok=True)
+        if links:
+            hub.start(links[0], cdir / "hub.pid")
         tpls = {Role.FRONTEND: image.frontend, Role.COMPUTE: image.compute}
         for node in plan.nodes:
             tpl = tpls[node.role]
@@ -459,8 +467,11 @@ class SiteService:
         removed = self.driver.clean(cluster)
         cdir = self.cluster_dir(cluster)
         had_files = cdir.exists()
+        hub.stop(cdir / "hub.pid")
         shutil.rmtree(cdir, ignore_errors=True)
         freed = self.public_pool().release(cluster)
+        if self.config.network.mode == "user":
+            self.link_pool().release(cluster)
         nothing = not (stopped or removed or had_files or freed)
         return {
             "cluster": cluster,

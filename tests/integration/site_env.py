@@ -140,15 +140,17 @@ ready_marker = "PCC-READY"
 mode = "user"
 forward_address = "{self.forward_address}"
 forward_ports = "{self.ports[0]}-{self.ports[1]}"
+link_ports = "{self.ports[0] + 1000}-{self.ports[1] + 1000}"
 private_cidr = "10.1.0.0/24"
 {extra}
 """)
         self.config.chmod(0o644)
 
-    def pragma(self, *args: str, timeout: float = 300) -> tuple[int, dict[str, Any]]:
-        proc = as_site_user(
-            self.account, ["pragma", "--json", "--config", str(self.config), *args], timeout=timeout
-        )
+    def pragma(
+        self, *args: str, timeout: float = 300, config: Path | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        argv = ["pragma", "--json", "--config", str(config or self.config), *args]
+        proc = as_site_user(self.account, argv, timeout=timeout)
         try:
             doc = json.loads(proc.stdout)
         except json.JSONDecodeError as exc:
@@ -170,6 +172,10 @@ private_cidr = "10.1.0.0/24"
 
     def allocations(self) -> dict[str, str]:
         path = self.staging / "allocations.json"
+        return json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
+
+    def links(self) -> dict[str, str]:
+        path = self.staging / "links.json"
         return json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
 
     def leftovers(self, cluster: str) -> list[str]:

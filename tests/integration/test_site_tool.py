@@ -4,6 +4,8 @@ under QEMU through libvirt, reached over SSH on a forwarded loopback port."""
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from pcc.site.staging import backing_file
 
-from .site_env import TEST_IMAGE, Site
+from .site_env import REPO, TEST_IMAGE, Site
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -139,6 +141,10 @@ def test_a_two_node_legacy_cluster_and_a_second_cluster_of_the_same_image_side_b
         # The frontend got the cluster description pragma_boot images expect.
         vc_out = ssh(private, pair["public_ip"], pair["ssh_port"], "cat /root/vc-out.xml")
         assert 'name="pair-compute-0"' in vc_out and 'ip="10.1.0.10"' in vc_out
+        # The cluster's private network joins the frontend and its compute node.
+        assert "1 packets received" in ssh(
+            private, pair["public_ip"], pair["ssh_port"], "ping -c 1 -W 5 10.1.0.10"
+        )
 
         # Booting an existing cluster again is a no-op (HTCondor may re-run a boot job).
         code, again = libvirt_site.pragma("boot", "tiny-legacy", "1", f"key={public}", "cluster=pair")
@@ -147,6 +153,9 @@ def test_a_two_node_legacy_cluster_and_a_second_cluster_of_the_same_image_side_b
         for cluster in ("pair", "twin"):
             libvirt_site.pragma("clean", cluster)
     assert libvirt_site.leftovers("pair") == [] and libvirt_site.leftovers("twin") == []
+    assert not any(owner in ("pair", "twin") for owner in libvirt_site.links().values())
+    hubs = subprocess.run(["pgrep", "-f", "pcc.site.hub"], capture_output=True, text=True, check=False).stdout
+    assert hubs.strip() == ""
 
 
 def test_shutdown_and_clean_are_idempotent_and_say_so(libvirt_site: Site) -> None:
@@ -219,3 +228,73 @@ def test_generated_user_data_passes_cloud_init_schema(
             ["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
         )
         assert proc.returncode == 0 and "Valid cloud-config" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_volume_disks_of_a_storage_pool_are_staged_and_boot(
+    libvirt_site: Site, keys: tuple[Path, Path]
+) -> None:
+    """The ZFS-style image form: disks named by storage pool and volume, not by path."""
+    _, public = keys
+    pool_dir = libvirt_site.root / "pool"
+    pool_dir.mkdir(exist_ok=True)
+    shutil.chown(pool_dir, libvirt_site.account.pw_name)
+    repo = libvirt_site.root / "volrepo"
+    (repo / "tinyvol").mkdir(parents=True, exist_ok=True)
+    template = (TEST_IMAGE / "vc-in.xml").read_text()
+    volume_disk = (
+        "<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
+        "<source pool='pcc-test-pool' volume='base.qcow2'/><target dev='vda' bus='virtio'/></disk>"
+    )
+    text = re.sub(r"<disk type='file' device='disk'>.*?</disk>", volume_disk, template, flags=re.S)
+    text = text.replace("<kernel>vmlinuz", f"<kernel>{TEST_IMAGE}/vmlinuz")
+    text = text.replace("<initrd>initrd.img", f"<initrd>{TEST_IMAGE}/initrd.img")
+    (repo / "tinyvol" / "vc-in.xml").write_text(text)
+    (repo / "vcdb.txt").write_text("tinyvol,tinyvol/vc-in.xml\n")
+    config = libvirt_site.config.read_text().replace(str(REPO / "images" / "repository"), str(repo))
+    volsite_config = libvirt_site.root / "volsite.toml"
+    volsite_config.write_text(config)
+    volsite_config.chmod(0o644)
+    libvirt_site.virsh("pool-define-as", "pcc-test-pool", "dir", "--target", str(pool_dir))
+    try:
+        libvirt_site.virsh("pool-start", "pcc-test-pool")
+        libvirt_site.virsh("vol-create-as", "pcc-test-pool", "base.qcow2", "64M", "--format", "qcow2")
+        code, doc = libvirt_site.pragma(
+            "boot", "tinyvol", "0", f"key={public}", "cluster=vol", config=volsite_config
+        )
+        assert code == 0, doc
+        assert [n["state"] for n in doc["result"]["nodes"]] == ["running"]
+        overlay = libvirt_site.staging / "clusters" / "vol" / "vol-frontend-vda.qcow2"
+        assert backing_file(overlay) == str(pool_dir / "base.qcow2")
+    finally:
+        libvirt_site.pragma("clean", "vol", config=volsite_config)
+        libvirt_site.virsh("pool-destroy", "pcc-test-pool")
+        libvirt_site.virsh("pool-undefine", "pcc-test-pool")
+    assert libvirt_site.leftovers("vol") == []
+
+
+def test_bridge_mode_domains_pass_virt_xml_validate(libvirt_site: Site, tmp_path: Path) -> None:
+    from drivers.libvirt import build_domain_xml
+    from pcc.site import config
+    from pcc.site.service import BootRequest, SiteService
+
+    text = libvirt_site.config.read_text().replace(
+        'mode = "user"', 'mode = "bridge"\nprivate_bridge = "br-priv"'
+    )
+    text += (
+        '\n[network.public]\nrange = "192.0.2.10-192.0.2.12"\nnetmask = "255.255.255.0"\n'
+        'gateway = "192.0.2.1"\ndns = ["192.0.2.53"]\nbridge = "br-pub"\n'
+    )
+    (tmp_path / "bridge.toml").write_text(text)
+    svc = SiteService(config.load(tmp_path / "bridge.toml"))
+    plan = svc.plan(
+        BootRequest("tiny", 2, Path("/dev/null"), cluster="b"), svc.repository.image("tiny"), "192.0.2.10"
+    )
+    assert [n.source["bridge"] for n in plan.frontend.nics] == ["br-pub", "br-priv"]
+    assert plan.nodes[1].nics[0].gateway == "10.1.0.1"
+    for node in plan.nodes:
+        path = tmp_path / f"{node.name}.xml"
+        path.write_text(build_domain_xml(node, "kvm"))
+        proc = subprocess.run(
+            ["virt-xml-validate", str(path), "domain"], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
