@@ -1,14 +1,22 @@
-"""Where PCC keeps its state and which HTCondor pool it uses (the pcc.toml file comes later;
-until then the environment decides, with documented defaults)."""
+"""The controller's configuration: one TOML file, ``pcc.toml``, validated at load.
+
+Found at ``--config PATH``, else ``$PCC_CONFIG``, else ``<state dir>/pcc.toml``; a missing
+default file means embedded defaults (a personal pool, no sites). The state directory is
+``state_dir`` in the file, else ``--state-dir``/``$PCC_STATE_DIR``, else ``/var/lib/pcc``
+for root and ``~/.local/state/pcc`` otherwise. ``$PCC_CONDOR_CONFIG`` and
+``$PCC_POLL_SECONDS`` override the file (handy for one-off runs).
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pcc.condor.pool import PersonalPool
 from pcc.errors import ConfigError
+from pcc.site.names import CLUSTER_NAME
+from pcc.tomlcfg import TomlReader, read_toml
 
 
 def default_state_dir() -> Path:
@@ -21,6 +29,40 @@ def default_state_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class SiteEntry:
+    """A site as the controller reaches it: over SSH, running the site tool."""
+
+    name: str
+    host: str
+    port: int
+    user: str
+    key: Path
+    known_hosts: Path
+    cpus: int
+    memory_gb: float
+    deployment_type: str = ""
+    ent: bool = False
+    pragma: str = "pragma"  # the site tool's command at the site
+    pragma_config: str = ""  # passed as --config when set
+
+    @property
+    def limit_name(self) -> str:
+        """The HTCondor concurrency limit that caps this site's watch jobs."""
+        return "pcc_site_" + self.name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Timings:
+    boot_lead_s: float = 60.0  # boot jobs start this long before a reservation begins
+    reconcile_s: float = 5.0  # reconcile loop period
+    watch_poll_s: float = 10.0  # how often a watch job asks its site
+    boot_retries: int = 3  # DAGMan RETRY of boot nodes
+    retry_delay_s: float = 5.0  # a failed boot attempt waits this long before exiting
+    ssh_timeout_s: float = 20.0
+    boot_timeout_s: float = 600.0  # one `pragma boot` call
+
+
+@dataclass(frozen=True)
 class Settings:
     """What every command needs to know before it does anything."""
 
@@ -28,25 +70,69 @@ class Settings:
     # An existing pool's CONDOR_CONFIG; None means the embedded personal pool.
     external_condor_config: Path | None = None
     poll_seconds: float = 5.0
+    timings: Timings = field(default_factory=Timings)
+    sites: tuple[SiteEntry, ...] = ()
+    config_file: Path | None = None
 
     @classmethod
-    def from_env(cls, state_dir: Path | None = None) -> Settings:
-        external = os.environ.get("PCC_CONDOR_CONFIG")
-        poll = os.environ.get("PCC_POLL_SECONDS", "5")
-        try:
-            poll_s = float(poll)
-        except ValueError:
-            raise ConfigError(f"PCC_POLL_SECONDS: not a number: {poll!r}") from None
-        if poll_s <= 0:
-            raise ConfigError(f"PCC_POLL_SECONDS: must be > 0, got {poll!r}")
-        ext_path = Path(external).expanduser().resolve() if external else None
-        if ext_path is not None and not ext_path.is_file():
-            raise ConfigError(f"PCC_CONDOR_CONFIG: no such file: {ext_path}")
+    def from_env(cls, state_dir: Path | None = None, config: Path | None = None) -> Settings:
+        """Load ``pcc.toml`` (see module doc) and apply environment overrides."""
+        state = (state_dir or default_state_dir()).resolve()
+        explicit = config or (Path(os.environ["PCC_CONFIG"]) if os.environ.get("PCC_CONFIG") else None)
+        path = explicit or state / "pcc.toml"
+        settings = cls._load(path, state) if explicit or path.exists() else cls(state_dir=state)
+        return settings._with_env()
+
+    @classmethod
+    def _load(cls, path: Path, state: Path) -> Settings:
+        top = TomlReader(path, read_toml(path, "controller configuration"))
+        if "state_dir" in top.data:
+            state = top.directory("state_dir")
+        condor = top.sub("condor", required=False)
+        external = None
+        if condor is not None and "config" in condor.data:
+            external = condor.directory("config")
+        timings_reader = top.sub("timings", required=False) or TomlReader(path, {}, "timings")
+        defaults = Timings()
+        values = {}
+        for name in Timings.__dataclass_fields__:
+            default = getattr(defaults, name)
+            kind = int if isinstance(default, int) else float
+            value = timings_reader.get(name, kind, default)
+            if value < 0 or (value == 0 and name not in ("boot_lead_s", "retry_delay_s")):
+                raise timings_reader.fail(name, f"must be > 0, got {value}")
+            values[name] = value
+        sites = []
+        for i, raw in enumerate(top.get("sites", list, [])):
+            reader = TomlReader(path, raw if isinstance(raw, dict) else {}, f"sites[{i}]")
+            sites.append(_site(reader))
+        names = [s.name for s in sites]
+        if len(set(names)) != len(names):
+            raise top.fail("sites", f"site names must be unique, got {names}")
         return cls(
-            state_dir=(state_dir or default_state_dir()).resolve(),
-            external_condor_config=ext_path,
-            poll_seconds=poll_s,
+            state_dir=state,
+            external_condor_config=external,
+            poll_seconds=values["reconcile_s"],
+            timings=Timings(**values),
+            sites=tuple(sites),
+            config_file=path,
         )
+
+    def _with_env(self) -> Settings:
+        external = self.external_condor_config
+        if env := os.environ.get("PCC_CONDOR_CONFIG"):
+            external = Path(env).expanduser().resolve()
+        if external is not None and not external.is_file():
+            raise ConfigError(f"PCC_CONDOR_CONFIG / [condor] config: no such file: {external}")
+        poll = self.poll_seconds
+        if env := os.environ.get("PCC_POLL_SECONDS"):
+            try:
+                poll = float(env)
+            except ValueError:
+                raise ConfigError(f"PCC_POLL_SECONDS: not a number: {env!r}") from None
+            if poll <= 0:
+                raise ConfigError(f"PCC_POLL_SECONDS: must be > 0, got {env!r}")
+        return Settings(self.state_dir, external, poll, self.timings, self.sites, self.config_file)
 
     @property
     def embedded(self) -> bool:
@@ -60,3 +146,49 @@ class Settings:
     @property
     def download_cache(self) -> Path:
         return self.state_dir / "cache"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "pcc.db"
+
+    @property
+    def dag_dir(self) -> Path:
+        return self.state_dir / "dags"
+
+    def site(self, name: str) -> SiteEntry:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        known = ", ".join(s.name for s in self.sites) or "none configured"
+        from pcc.errors import UserInputError
+
+        raise UserInputError(f"unknown site {name!r} (sites: {known})")
+
+
+def _site(reader: TomlReader) -> SiteEntry:
+    name = reader.get("name", str)
+    if not CLUSTER_NAME.match(name):
+        raise reader.fail("name", f"invalid site name {name!r} (lower-case letters, digits, '-')")
+    port = reader.get("port", int, 22)
+    if not 0 < port < 65536:
+        raise reader.fail("port", f"not a port: {port}")
+    memory = reader.get("memory_gb", float)
+    if memory <= 0:
+        raise reader.fail("memory_gb", f"must be > 0, got {memory}")
+    user = reader.get("user", str)
+    if not CLUSTER_NAME.match(user.replace("_", "-")):
+        raise reader.fail("user", f"invalid user name {user!r}")
+    return SiteEntry(
+        name=name,
+        host=reader.get("host", str),
+        port=port,
+        user=user,
+        key=reader.directory("key"),
+        known_hosts=reader.directory("known_hosts"),
+        cpus=reader.positive("cpus"),
+        memory_gb=memory,
+        deployment_type=reader.get("deployment_type", str, ""),
+        ent=reader.get("ent", bool, False),
+        pragma=reader.get("pragma", str, "pragma"),
+        pragma_config=reader.get("pragma_config", str, ""),
+    )

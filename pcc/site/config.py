@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pcc.errors import ConfigError
 from pcc.site.names import CLUSTER_NAME, NETWORK_NAME
+from pcc.tomlcfg import TomlReader, read_toml
 
 DEFAULT_PATH = Path("/etc/pragma/site.toml")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,66 +88,7 @@ def locate(explicit: str | Path | None = None, env: Mapping[str, str] | None = N
     return DEFAULT_PATH
 
 
-class _Reader:
-    """Typed access to a TOML table with errors that name ``file: [table] key``."""
-
-    def __init__(self, path: Path, data: Mapping[str, Any], table: str = "") -> None:
-        self.path, self.data, self.table = path, data, table
-
-    def where(self, key: str) -> str:
-        return f"{self.path}: [{self.table}] {key}" if self.table else f"{self.path}: {key}"
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.where(key)}: {message}")
-
-    def get(
-        self,
-        key: str,
-        kind: type[T],
-        default: Any = ...,
-    ) -> T:
-        if key not in self.data:
-            if default is ...:
-                raise self.fail(key, "missing")
-            return default  # type: ignore[no-any-return]
-        value = self.data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
-            raise self.fail(key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-        return value  # type: ignore[no-any-return]
-
-    def positive(self, key: str, default: Any = ..., allow_zero: bool = False) -> int:
-        value = self.get(key, int, default)
-        if value < 0 or (value == 0 and not allow_zero):
-            raise self.fail(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-        return value
-
-    def sub(self, key: str, required: bool = True) -> _Reader | None:
-        if key not in self.data:
-            if required:
-                raise self.fail(key, "missing table")
-            return None
-        value = self.data[key]
-        if not isinstance(value, dict):
-            raise self.fail(key, "expected a table")
-        return _Reader(self.path, value, f"{self.table}.{key}" if self.table else key)
-
-    def address(self, key: str, default: Any = ...) -> str:
-        value = self.get(key, str, default)
-        try:
-            return str(ipaddress.ip_address(value))
-        except ValueError:
-            raise self.fail(key, f"not an IP address: {value!r}") from None
-
-    def directory(self, key: str) -> Path:
-        value = Path(self.get(key, str)).expanduser()
-        if not value.is_absolute():
-            value = (self.path.parent / value).resolve()
-        return value
-
-
-def _address_range(reader: _Reader, key: str) -> tuple[str, ...]:
+def _address_range(reader: TomlReader, key: str) -> tuple[str, ...]:
     text = reader.get(key, str)
     first, sep, last = text.partition("-")
     try:
@@ -162,7 +101,7 @@ def _address_range(reader: _Reader, key: str) -> tuple[str, ...]:
     return tuple(str(ipaddress.ip_address(i)) for i in range(int(start), int(end) + 1))
 
 
-def _port_range(reader: _Reader, key: str, default: str) -> tuple[int, int]:
+def _port_range(reader: TomlReader, key: str, default: str) -> tuple[int, int]:
     lo, _, hi = reader.get(key, str, default).partition("-")
     try:
         ports = (int(lo), int(hi or lo))
@@ -173,7 +112,7 @@ def _port_range(reader: _Reader, key: str, default: str) -> tuple[int, int]:
     return ports
 
 
-def _network(reader: _Reader) -> NetworkConfig:
+def _network(reader: TomlReader) -> NetworkConfig:
     mode = reader.get("mode", str, "user")
     if mode not in ("user", "bridge"):
         raise reader.fail("mode", f"must be 'user' or 'bridge', got {mode!r}")
@@ -187,7 +126,7 @@ def _network(reader: _Reader) -> NetworkConfig:
     dns = tuple(reader.get("dns", list, []))
     ent: list[EntNetwork] = []
     for i, item in enumerate(reader.get("ent", list, [])):
-        sub = _Reader(reader.path, item if isinstance(item, dict) else {}, f"network.ent[{i}]")
+        sub = TomlReader(reader.path, item if isinstance(item, dict) else {}, f"network.ent[{i}]")
         name = sub.get("name", str)
         if not NETWORK_NAME.match(name):
             raise sub.fail("name", f"invalid network name {name!r}")
@@ -230,15 +169,8 @@ def _network(reader: _Reader) -> NetworkConfig:
 
 def load(path: Path) -> SiteConfig:
     """Read and validate a site configuration file."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the site configuration: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    top = _Reader(path, data)
+    data = read_toml(path, "site configuration")
+    top = TomlReader(path, data)
     site = top.sub("site")
     assert site is not None
     name = site.get("name", str)
@@ -258,7 +190,7 @@ def load(path: Path) -> SiteConfig:
     assert repo is not None and staging is not None and driver is not None
     driver_name = driver.get("name", str)
     driver_settings = driver.get(driver_name, dict, {})
-    network_reader = top.sub("network", required=False) or _Reader(path, {}, "network")
+    network_reader = top.sub("network", required=False) or TomlReader(path, {}, "network")
     return SiteConfig(
         path=path,
         name=name,

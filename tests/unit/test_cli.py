@@ -39,4 +39,4 @@ def test_bad_state_settings_are_one_line_config_errors(
 ) -> None:
     monkeypatch.setenv("PCC_CONDOR_CONFIG", str(tmp_path / "missing"))
     assert cli.main(["--state-dir", str(tmp_path), "condor", "status"], out=io.StringIO()) == 2
-    assert "PCC_CONDOR_CONFIG: no such file" in capsys.readouterr().err
+    assert "PCC_CONDOR_CONFIG / [condor] config: no such file" in capsys.readouterr().err

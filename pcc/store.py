@@ -1,0 +1,310 @@
+"""The store: users, sites, reservations, allocations and the append-only events table, in
+SQLite through sqlite-utils. Every allocation state change goes through :meth:`Store.transition`,
+which checks the state machine and records the event in the same transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from pcc.errors import UserInputError
+from pcc.model import HOLDING, Allocation, Event, Reservation, State, User, check_transition
+from pcc.settings import SiteEntry
+
+
+class Store:
+    def __init__(self, path: Path | str) -> None:
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        self.db = sqlite_utils.Database(conn)
+        self._schema()
+
+    def _schema(self) -> None:
+        db = self.db
+        if "users" not in db.table_names():
+            db["users"].create({"name": str, "email": str, "ssh_key": str, "created": float}, pk="name")
+        if "sites" not in db.table_names():
+            db["sites"].create(
+                {
+                    "name": str,
+                    "host": str,
+                    "port": int,
+                    "user": str,
+                    "cpus": int,
+                    "memory_gb": float,
+                    "deployment_type": str,
+                    "ent": int,
+                },
+                pk="name",
+            )
+        if "reservations" not in db.table_names():
+            db["reservations"].create(
+                {
+                    "id": str,
+                    "seq": int,
+                    "owner": str,
+                    "title": str,
+                    "image": str,
+                    "begin": int,
+                    "end": int,
+                    "created": int,
+                    "ssh_key": str,
+                    "cancelled": int,
+                    "dag_cluster": int,
+                },
+                pk="id",
+                not_null={"owner", "image", "begin", "end"},
+                defaults={"cancelled": 0},
+            )
+            db["reservations"].create_index(["seq"], unique=True)
+        if "allocations" not in db.table_names():
+            db["allocations"].create(
+                {
+                    "id": int,
+                    "reservation": str,
+                    "site": str,
+                    "cpus": int,
+                    "memory_gb": float,
+                    "ent": int,
+                    "state": str,
+                    "reason": str,
+                    "frontend": str,
+                    "public_ip": str,
+                    "ssh_port": int,
+                    "nodes_up": int,
+                    "nodes_total": int,
+                    "updated": float,
+                },
+                pk="id",
+                foreign_keys=[("reservation", "reservations", "id")],
+            )
+            db["allocations"].create_index(["reservation", "site"], unique=True)
+        if "events" not in db.table_names():
+            db["events"].create(
+                {
+                    "id": int,
+                    "time": float,
+                    "reservation": str,
+                    "site": str,
+                    "from_state": str,
+                    "to_state": str,
+                    "why": str,
+                },
+                pk="id",
+            )
+            db["events"].create_index(["reservation"])
+
+    # -- users -------------------------------------------------------------------------------
+    def add_user(self, user: User) -> None:
+        if self.db["users"].count_where("name = ?", [user.name]):
+            raise UserInputError(f"user {user.name!r} already exists")
+        self.db["users"].insert(
+            {"name": user.name, "email": user.email, "ssh_key": user.ssh_key, "created": time.time()}
+        )
+
+    def users(self) -> list[User]:
+        return [
+            User(r["name"], r["email"] or "", r["ssh_key"] or "")
+            for r in self.db["users"].rows_where(order_by="name")
+        ]
+
+    def user(self, name: str) -> User | None:
+        rows = list(self.db["users"].rows_where("name = ?", [name]))
+        return User(rows[0]["name"], rows[0]["email"] or "", rows[0]["ssh_key"] or "") if rows else None
+
+    # -- sites -------------------------------------------------------------------------------
+    def sync_sites(self, sites: Sequence[SiteEntry]) -> None:
+        """The configuration is the truth for sites; the table mirrors it for queries."""
+        rows = [
+            {
+                "name": s.name,
+                "host": s.host,
+                "port": s.port,
+                "user": s.user,
+                "cpus": s.cpus,
+                "memory_gb": s.memory_gb,
+                "deployment_type": s.deployment_type,
+                "ent": int(s.ent),
+            }
+            for s in sites
+        ]
+        with self.db.conn:
+            self.db["sites"].delete_where()
+            if rows:
+                self.db["sites"].insert_all(rows)
+
+    # -- reservations ------------------------------------------------------------------------
+    def next_id(self) -> tuple[str, int]:
+        row = self.db.execute("select coalesce(max(seq), 0) + 1 from reservations").fetchone()
+        return f"r{row[0]:05d}", int(row[0])
+
+    def add_reservation(self, res: Reservation, why: str = "reservation admitted") -> Reservation:
+        """Insert a reservation and its allocations (state ``requested``) atomically."""
+        db = self.db
+        with db.conn:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rid, seq = self.next_id()
+                db["reservations"].insert(
+                    {
+                        "id": rid,
+                        "seq": seq,
+                        "owner": res.owner,
+                        "title": res.title,
+                        "image": res.image,
+                        "begin": res.begin,
+                        "end": res.end,
+                        "created": res.created,
+                        "ssh_key": res.ssh_key,
+                        "cancelled": 0,
+                    }
+                )
+                now = time.time()
+                for a in res.allocations:
+                    db["allocations"].insert(
+                        {
+                            "reservation": rid,
+                            "site": a.site,
+                            "cpus": a.cpus,
+                            "memory_gb": a.memory_gb,
+                            "ent": int(a.ent),
+                            "state": State.REQUESTED.value,
+                            "reason": "",
+                            "nodes_up": 0,
+                            "nodes_total": 0,
+                            "updated": now,
+                        }
+                    )
+                    db["events"].insert(
+                        {
+                            "time": now,
+                            "reservation": rid,
+                            "site": a.site,
+                            "from_state": "",
+                            "to_state": State.REQUESTED.value,
+                            "why": why,
+                        }
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return self.reservation(rid)
+
+    def _allocations(self, where: str, args: Iterable[Any]) -> list[Allocation]:
+        return [
+            Allocation(
+                reservation=r["reservation"],
+                site=r["site"],
+                cpus=r["cpus"],
+                memory_gb=r["memory_gb"],
+                ent=bool(r["ent"]),
+                state=State(r["state"]),
+                reason=r["reason"] or "",
+                frontend=r["frontend"] or "",
+                public_ip=r["public_ip"] or "",
+                ssh_port=r["ssh_port"],
+                nodes_up=r["nodes_up"] or 0,
+                nodes_total=r["nodes_total"] or 0,
+                id=r["id"],
+            )
+            for r in self.db["allocations"].rows_where(where, list(args), order_by="id")
+        ]
+
+    def _reservation(self, row: dict[str, Any]) -> Reservation:
+        return Reservation(
+            id=row["id"],
+            owner=row["owner"],
+            title=row["title"] or "",
+            image=row["image"],
+            begin=row["begin"],
+            end=row["end"],
+            created=row["created"],
+            ssh_key=row["ssh_key"] or "",
+            cancelled=bool(row["cancelled"]),
+            dag_cluster=row["dag_cluster"],
+            allocations=tuple(self._allocations("reservation = ?", [row["id"]])),
+        )
+
+    def reservation(self, rid: str) -> Reservation:
+        rows = list(self.db["reservations"].rows_where("id = ?", [rid]))
+        if not rows:
+            raise UserInputError(f"no reservation {rid!r}")
+        return self._reservation(rows[0])
+
+    def reservations(self, owner: str | None = None) -> list[Reservation]:
+        where, args = ("owner = ?", [owner]) if owner else (None, [])
+        return [self._reservation(r) for r in self.db["reservations"].rows_where(where, args, order_by="seq")]
+
+    def bookings_at(self, site: str, exclude: str | None = None) -> list[tuple[Allocation, Reservation]]:
+        """Allocations at ``site`` that hold capacity, with their reservations."""
+        held = [s.value for s in HOLDING]
+        marks = ",".join("?" * len(held))
+        out = []
+        for alloc in self._allocations(f"site = ? and state in ({marks})", [site, *held]):
+            if alloc.reservation != exclude:
+                out.append((alloc, self.reservation(alloc.reservation)))
+        return out
+
+    def set_dag(self, rid: str, cluster: int | None) -> None:
+        self.db["reservations"].update(rid, {"dag_cluster": cluster})
+
+    def cancel(self, rid: str) -> None:
+        self.db["reservations"].update(rid, {"cancelled": 1})
+
+    def set_end(self, rid: str, end: int) -> None:
+        self.db["reservations"].update(rid, {"end": end})
+
+    # -- allocations ---------------------------------------------------------------------------
+    def transition(self, alloc_id: int, target: State, why: str, **fields: Any) -> bool:
+        """Move an allocation to ``target`` (checked), recording the event; other fields may be
+        updated alongside. Returns False when it already is in ``target`` (idempotent)."""
+        db = self.db
+        with db.conn:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db["allocations"].get(alloc_id)
+                current = State(row["state"])
+                if current is target:
+                    if fields:
+                        db["allocations"].update(alloc_id, fields)
+                    db.execute("COMMIT")
+                    return False
+                check_transition(current, target)
+                now = time.time()
+                db["allocations"].update(alloc_id, {**fields, "state": target.value, "updated": now})
+                db["events"].insert(
+                    {
+                        "time": now,
+                        "reservation": row["reservation"],
+                        "site": row["site"],
+                        "from_state": current.value,
+                        "to_state": target.value,
+                        "why": why,
+                    }
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return True
+
+    def update_allocation(self, alloc_id: int, **fields: Any) -> None:
+        if "state" in fields:
+            raise ValueError("state changes go through transition()")
+        self.db["allocations"].update(alloc_id, fields)
+
+    def events(self, rid: str | None = None) -> list[Event]:
+        where, args = ("reservation = ?", [rid]) if rid else (None, [])
+        return [
+            Event(r["time"], r["reservation"], r["site"], r["from_state"], r["to_state"], r["why"])
+            for r in self.db["events"].rows_where(where, args, order_by="id")
+        ]
