@@ -11,26 +11,19 @@ import os
 import pwd
 import shutil
 import signal
-import string
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from pcc.errors import PoolError
+from pcc.templates import render
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_USER = "pcc"
 LOCAL_SUBDIRS = ("log", "spool", "execute", "lock", "run", "etc")
-
-
-class _ConfigTemplate(string.Template):
-    """``@{name}`` placeholders: ``$`` is HTCondor's own macro syntax."""
-
-    delimiter = "@"
 
 
 def _runuser() -> str:
@@ -145,7 +138,6 @@ class PersonalPool:
 
     # -- configuration -------------------------------------------------------------------
     def render_config(self) -> str:
-        template = resources.files("pcc.condor_config").joinpath("personal.conf").read_text()
         values = {
             "prefix": str(self.prefix),
             "local_dir": str(self.local_dir),
@@ -155,7 +147,7 @@ class PersonalPool:
             "dagman_use_strict": "0" if self.under_tmp else "1",
             **self.settings,
         }
-        text = _ConfigTemplate(template).substitute(values)
+        text = render("pcc.condor_config", "personal.conf", **values)
         if self.extra_config:
             text += "\n## extra configuration\n" + self.extra_config.strip() + "\n"
         return text

@@ -194,7 +194,8 @@ COMMANDS: tuple[Command, ...] = (
         ("vc_name", "num_cpus"),
         2,
         ("key", "mem", "add-iface", "enable-ent", "cluster", "logfile", "loglevel"),
-        "boot a virtual cluster: a frontend, plus compute nodes adding up to NUM_CPUS (0: frontend only)",
+        "boot a virtual cluster: a frontend, plus compute nodes adding up to NUM_CPUS (0: frontend only);"
+        " key=- reads the public key from standard input",
         run_boot,
         render_boot,
     ),

@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -326,7 +327,8 @@ class SiteService:
         if req.cluster:
             names.cluster_name(req.cluster)
         try:
-            key = context.normalize_public_key(req.key_path.read_text(), str(req.key_path))
+            text = sys.stdin.read(16384) if str(req.key_path) == "-" else req.key_path.read_text()
+            key = context.normalize_public_key(text, str(req.key_path))
         except OSError as exc:
             raise UserInputError(f"key={req.key_path}: cannot read the public key: {exc.strerror}") from None
         for ent_name, _cidr in req.add_ifaces:

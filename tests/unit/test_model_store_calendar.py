@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pcc.store import Store
 
 def test_the_happy_path_is_allowed_and_skipping_steps_is_not() -> None:
     path = [State.REQUESTED, State.SCHEDULED, State.BOOTING, State.RUNNING, State.STOPPING, State.STOPPED]
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in itertools.pairwise(path):
         check_transition(a, b)
     with pytest.raises(IllegalTransition, match="cannot go from requested to running"):
         check_transition(State.REQUESTED, State.RUNNING)
