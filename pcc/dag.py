@@ -31,8 +31,12 @@ class JobEnvironment:
     state_dir: Path
 
     def render(self) -> str:
-        pairs = {"CONDOR_CONFIG": self.condor_config, "PCC_CONFIG": self.pcc_config,
-                 "PCC_STATE_DIR": self.state_dir, "PYTHONUNBUFFERED": "1"}
+        pairs = {
+            "CONDOR_CONFIG": self.condor_config,
+            "PCC_CONFIG": self.pcc_config,
+            "PCC_STATE_DIR": self.state_dir,
+            "PYTHONUNBUFFERED": "1",
+        }
         for key, value in pairs.items():
             if not _PLAIN_PATH.match(str(value)):
                 raise ConfigError(f"{key}={value}: paths given to jobs must not contain spaces or quotes")
@@ -48,23 +52,49 @@ def render_dag(res: Reservation, settings: Settings, env: JobEnvironment, direct
     t = settings.timings
     boot_at = max(0, int(res.begin - t.boot_lead_s))
     common = {
-        "reservation": res.id, "owner": res.owner, "image": res.image, "begin": res.begin, "end": res.end,
-        "dir": directory, "pcc_job": env.pcc_job, "environment": env.render(),
+        "reservation": res.id,
+        "owner": res.owner,
+        "image": res.image,
+        "begin": res.begin,
+        "end": res.end,
+        "dir": directory,
+        "pcc_job": env.pcc_job,
+        "environment": env.render(),
     }
     allocations = "\n".join(
-        render(TEMPLATES, "allocation.dag", site=a.site, cpus=a.cpus, retries=t.boot_retries, dir=directory)
+        render(
+            TEMPLATES,
+            "allocation.dag",
+            site=a.site,
+            cpus=a.cpus,
+            retries=t.boot_retries,
+            dir=directory,
+            limit=settings.site(a.site).limit_name,
+        )
         for a in res.allocations
     )
     iso = lambda ts: datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     sites = ",".join(a.site for a in res.allocations)
-    limit = "pcc_site_$(site)"
     return {
-        "reservation.dag": render(TEMPLATES, "reservation.dag", allocations=allocations, begin_iso=iso(res.begin),
-                                  end_iso=iso(res.end), **common),
-        "boot.sub": render(TEMPLATES, "boot.sub", boot_at=boot_at, window=max(60, res.end - boot_at),
-                           attempts=t.boot_retries + 1, limit=limit, **common),
+        "reservation.dag": render(
+            TEMPLATES,
+            "reservation.dag",
+            allocations=allocations,
+            begin_iso=iso(res.begin),
+            end_iso=iso(res.end),
+            **common,
+        ),
+        "boot.sub": render(
+            TEMPLATES,
+            "boot.sub",
+            boot_at=boot_at,
+            window=max(60, res.end - boot_at),
+            attempts=t.boot_retries + 1,
+            **common,
+        ),
         "watch.sub": render(TEMPLATES, "watch.sub", **common),
         "teardown.sub": render(TEMPLATES, "teardown.sub", sites=sites, **common),
+        "key.pub": res.ssh_key.strip() + "\n",
     }
 
 
@@ -80,8 +110,9 @@ def write_dag(files: dict[str, str], directory: Path, owner: str | None) -> Path
     return directory / "reservation.dag"
 
 
-def submit_reservation(condor: CondorAdapter, res: Reservation, settings: Settings, env: JobEnvironment,
-                       owner: str | None) -> int:
+def submit_reservation(
+    condor: CondorAdapter, res: Reservation, settings: Settings, env: JobEnvironment, owner: str | None
+) -> int:
     """Render, write and submit the DAG; returns the DAGMan job's cluster id."""
     directory = settings.dag_dir / res.id
     dag = write_dag(render_dag(res, settings, env, directory), directory, owner)

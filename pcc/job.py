@@ -10,20 +10,26 @@ passes in ``environment``.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import classad2
 
 from pcc import __version__
-from pcc.errors import PccError, UserInputError
+from pcc.errors import PccError, PermanentError, UserInputError
+from pcc.settings import Settings
+from pcc.sitelink import run_pragma
 
 ATTR_NAME = re.compile(r"^Pcc[A-Za-z0-9]{1,60}$")
 LOCAL_UNIVERSE = 12
+log = logging.getLogger("pcc.job")
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,156 @@ def publish(attrs: dict[str, str], identity: JobIdentity | None = None) -> str:
     return "schedd"
 
 
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def own_ad(identity: JobIdentity, projection: list[str]) -> dict[str, Any]:
+    """This job's live ad from the schedd (the ad file is only a snapshot from the start)."""
+    import htcondor2
+
+    ads = htcondor2.Schedd().query(
+        f"ClusterId == {identity.cluster} && ProcId == {identity.proc}", projection
+    )
+    return {k: ads[0].eval(k) for k in projection if ads and k in ads[0]}
+
+
+def _status_attrs(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    up = sum(1 for n in nodes if n.get("state") == "running")
+    fe = next((n for n in nodes if n.get("role") == "frontend"), {})
+    public = fe.get("public_ip") or ""
+    port = fe.get("ssh_port")
+    return {
+        "PccNodesUp": up,
+        "PccNodesTotal": len(nodes),
+        "PccFrontend": fe.get("name", ""),
+        "PccPublicIP": f"{public}:{port}" if public and port not in (None, 22) else public,
+    }
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    """`pragma boot` at the site; on failure say whether DAGMan will retry, then exit non-zero."""
+    settings = _settings()
+    site = settings.site(args.site)
+    res_dir = settings.dag_dir / args.reservation
+    identity = JobIdentity.from_environment()
+    attempt = f"attempt {args.attempt + 1}/{args.attempts}"
+    publish_values({"PccState": "booting", "PccMessage": f"booting ({attempt})"}, identity)
+    key = (res_dir / "key.pub").read_text()  # a file, not an argument: job ads are public
+    try:
+        result = run_pragma(
+            site,
+            ["boot", args.image, str(args.cpus), "key=-", f"cluster={args.reservation}"],
+            timeout=settings.timings.boot_timeout_s,
+            stdin=key,
+            connect_timeout=settings.timings.ssh_timeout_s,
+        )
+        if not result.ok:
+            raise PermanentError(result.error)
+    except PccError as exc:
+        last = args.attempt + 1 >= args.attempts
+        log.error("reservation %s site %s: boot failed (%s): %s", args.reservation, site.name, attempt, exc)
+        publish_values(
+            {"PccState": "failed" if last else "retrying", "PccMessage": f"{attempt}: {exc}"[:500]}, identity
+        )
+        if not last:
+            time.sleep(settings.timings.retry_delay_s)
+        return 1
+    publish_values(
+        {
+            "PccState": "booted",
+            "PccMessage": result.result.get("message", "booted"),
+            **_status_attrs(result.result.get("nodes", [])),
+        },
+        identity,
+    )
+    log.info("reservation %s site %s: booted", args.reservation, site.name)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Until the reservation's end (read from this job's own ad each time): publish the
+    cluster's live state. A site that cannot be reached is reported, not fatal."""
+    settings = _settings()
+    site = settings.site(args.site)
+    identity = JobIdentity.from_environment()
+    last: dict[str, Any] = {}
+    while True:
+        end = int(own_ad(identity, ["PccEnd"]).get("PccEnd") or 0)
+        now = time.time()
+        if now >= end:
+            publish_values({"PccState": "ending", "PccMessage": "the reservation ended"}, identity)
+            return 0
+        try:
+            listing = run_pragma(
+                site,
+                ["list", "cluster", args.reservation],
+                timeout=settings.timings.ssh_timeout_s,
+                connect_timeout=settings.timings.ssh_timeout_s,
+            )
+            nodes = listing.result if listing.ok and isinstance(listing.result, list) else []
+            attrs = _status_attrs(nodes)
+            if not nodes:
+                state, message = "lost", "the site reports no nodes for this cluster"
+            elif attrs["PccNodesUp"] == attrs["PccNodesTotal"]:
+                state, message = "running", f"{attrs['PccNodesUp']}/{attrs['PccNodesTotal']} nodes running"
+            else:
+                state, message = "degraded", f"{attrs['PccNodesUp']}/{attrs['PccNodesTotal']} nodes running"
+            update = {"PccState": state, "PccMessage": message, **attrs}
+        except PccError as exc:
+            update = {"PccMessage": f"site unreachable: {exc}"[:500]}
+        if update != last:
+            publish_values(update, identity)
+            last = update
+        time.sleep(max(0.5, min(args.poll or settings.timings.watch_poll_s, end - time.time())))
+
+
+def cmd_teardown(args: argparse.Namespace) -> int:
+    """`pragma shutdown` then `pragma clean` at every site, a few tries each."""
+    settings = _settings()
+    identity = JobIdentity.from_environment()
+    failures = []
+    for name in filter(None, args.sites.split(",")):
+        site = settings.site(name)
+        for attempt in range(3):
+            try:
+                for verb in ("shutdown", "clean"):
+                    result = run_pragma(
+                        site,
+                        [verb, args.reservation],
+                        timeout=settings.timings.boot_timeout_s,
+                        connect_timeout=settings.timings.ssh_timeout_s,
+                    )
+                    if not result.ok:
+                        raise PermanentError(result.error)
+                log.info("reservation %s site %s: torn down", args.reservation, name)
+                break
+            except PccError as exc:
+                log.warning(
+                    "reservation %s site %s: teardown attempt %d failed: %s",
+                    args.reservation,
+                    name,
+                    attempt + 1,
+                    exc,
+                )
+                if attempt == 2:
+                    failures.append(f"{name}: {exc}")
+                else:
+                    time.sleep(settings.timings.retry_delay_s)
+    if failures:
+        publish_values({"PccState": "teardown-failed", "PccMessage": "; ".join(failures)[:500]}, identity)
+        return 1
+    publish_values({"PccState": "stopped", "PccMessage": "torn down"}, identity)
+    return 0
+
+
+def publish_values(values: dict[str, Any], identity: JobIdentity | None = None) -> str:
+    """Publish Python values (str, int, bool) as ClassAd attributes of this job."""
+    from pcc.condor.adapter import to_expr
+
+    return publish({k: to_expr(v) for k, v in values.items()}, identity)
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     via = publish(parse_assignments(args.assignments))
     print(f"published {', '.join(args.assignments)} via {via}", file=sys.stderr)
@@ -106,10 +262,30 @@ def build_parser() -> argparse.ArgumentParser:
     pub = sub.add_parser("publish", help="set Pcc* attributes in this job's own ad (chirp or schedd)")
     pub.add_argument("assignments", nargs="+", metavar="PccName=VALUE")
     pub.set_defaults(handler=cmd_publish)
+    boot = sub.add_parser("boot", help="boot one allocation at its site (a DAG's BOOT node)")
+    boot.add_argument("--reservation", required=True)
+    boot.add_argument("--site", required=True)
+    boot.add_argument("--image", required=True)
+    boot.add_argument("--cpus", type=int, required=True)
+    boot.add_argument("--attempt", type=int, default=0, help="DAGMan's $(RETRY): 0 on the first try")
+    boot.add_argument("--attempts", type=int, default=1)
+    boot.set_defaults(handler=cmd_boot)
+    watch = sub.add_parser("watch", help="watch one allocation until the reservation ends (HOLD node)")
+    watch.add_argument("--reservation", required=True)
+    watch.add_argument("--site", required=True)
+    watch.add_argument("--poll", type=float, default=0.0, help="seconds between site polls")
+    watch.set_defaults(handler=cmd_watch)
+    teardown = sub.add_parser("teardown", help="shut down and clean the reservation at every site (FINAL)")
+    teardown.add_argument("--reservation", required=True)
+    teardown.add_argument("--sites", required=True)
+    teardown.set_defaults(handler=cmd_teardown)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

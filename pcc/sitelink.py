@@ -44,8 +44,9 @@ def pragma_command(site: SiteEntry, args: Sequence[str]) -> str:
     return shlex.join([*argv, *args])
 
 
-def run_pragma(site: SiteEntry, args: Sequence[str], timeout: float, stdin: str = "",
-               connect_timeout: float = 10.0) -> PragmaResult:
+def run_pragma(
+    site: SiteEntry, args: Sequence[str], timeout: float, stdin: str = "", connect_timeout: float = 10.0
+) -> PragmaResult:
     """Run the site tool at ``site``; connection problems are :class:`TemporaryError`."""
     command = pragma_command(site, args)
     client = paramiko.SSHClient()
@@ -55,9 +56,17 @@ def run_pragma(site: SiteEntry, args: Sequence[str], timeout: float, stdin: str 
         raise PermanentError(f"site {site.name}: cannot read known hosts {site.known_hosts}: {exc}") from None
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
-        client.connect(site.host, port=site.port, username=site.user, key_filename=str(site.key),
-                       timeout=connect_timeout, banner_timeout=connect_timeout, auth_timeout=connect_timeout,
-                       allow_agent=False, look_for_keys=False)
+        client.connect(
+            site.host,
+            port=site.port,
+            username=site.user,
+            key_filename=str(site.key),
+            timeout=connect_timeout,
+            banner_timeout=connect_timeout,
+            auth_timeout=connect_timeout,
+            allow_agent=False,
+            look_for_keys=False,
+        )
     except paramiko.BadHostKeyException as exc:
         raise PermanentError(f"site {site.name}: host key mismatch for {site.host}: {exc}") from None
     except paramiko.SSHException as exc:

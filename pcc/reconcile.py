@@ -1,0 +1,257 @@
+"""The reconcile loop's one pass: level-triggered and idempotent.
+
+Each pass reads the store and makes one schedd query with a projection (plus history for
+DAGs that have left the queue), then acts on the differences: submit missing DAGs, copy
+job-ad state into allocations and events, remove the DAGs of cancelled reservations (their
+FINAL node tears down), apply extensions, mark failed boots, and flag orphans. Nothing a
+pass does is lost by a crash: a DAG is found again by its batch name before any resubmit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from pcc.condor.adapter import CondorAdapter, JobStatus
+from pcc.dag import JobEnvironment, submit_reservation
+from pcc.errors import PccError
+from pcc.model import TERMINAL, Allocation, Reservation, State
+from pcc.settings import Settings
+from pcc.store import Store
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_UNIVERSE = 7
+PROJECTION = [
+    "ClusterId",
+    "ProcId",
+    "JobStatus",
+    "JobUniverse",
+    "JobBatchName",
+    "DAGManJobId",
+    "DAGNodeName",
+    "PccReservation",
+    "PccSite",
+    "PccState",
+    "PccMessage",
+    "PccEnd",
+    "PccFrontend",
+    "PccPublicIP",
+    "PccNodesUp",
+    "PccNodesTotal",
+    "HoldReason",
+    "ExitCode",
+]
+# The order allocations move along; a pass may skip ahead, and steps through the states between.
+PATH = [State.REQUESTED, State.SCHEDULED, State.BOOTING, State.RUNNING, State.STOPPING, State.STOPPED]
+
+
+@dataclass
+class Outcome:
+    ok: bool = True
+    seconds: float = 0.0
+    jobs: int = 0
+    submitted: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    transitions: int = 0
+    orphans: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        condor: CondorAdapter,
+        env: JobEnvironment,
+        dag_owner: str | None,
+    ) -> None:
+        self.settings, self.store, self.condor, self.env, self.dag_owner = (
+            settings,
+            store,
+            condor,
+            env,
+            dag_owner,
+        )
+
+    def reconcile_once(self) -> Outcome:
+        """One pass; lets no exception escape (a failed step is retried by the next pass)."""
+        t0 = time.monotonic()
+        out = Outcome()
+        try:
+            ads = self.condor.query("PccReservation =!= undefined || JobUniverse == 7", PROJECTION)
+        except PccError as exc:
+            log.warning("reconcile: schedd query failed: %s; next pass retries", exc)
+            return Outcome(ok=False, seconds=time.monotonic() - t0, errors=[str(exc)])
+        out.jobs = len(ads)
+        by_res: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for ad in ads:
+            key = ad.get("PccReservation") or ad.get("JobBatchName")
+            if key:
+                by_res[str(key)].append(ad)
+        known = set()
+        for res in self.store.reservations():
+            known.add(res.id)
+            if all(a.state in TERMINAL for a in res.allocations) and res.id not in by_res:
+                continue
+            try:
+                self._reservation(res, by_res.get(res.id, []), out)
+            except Exception as exc:  # one reservation's trouble must not stop the others
+                log.exception("reservation %s: reconcile step failed; next pass retries", res.id)
+                out.ok = False
+                out.errors.append(f"{res.id}: {exc}")
+        for ad in ads:
+            if (
+                ad.get("JobUniverse") == SCHEDULER_UNIVERSE
+                and str(ad.get("JobBatchName", "")) not in known
+                and ad.get("PccReservation")
+            ):
+                out.orphans.append(int(ad["ClusterId"]))
+                log.warning(
+                    "orphan DAG %s: reservation %s is not in the store",
+                    ad["ClusterId"],
+                    ad.get("PccReservation"),
+                )
+        out.seconds = time.monotonic() - t0
+        log.debug("reconcile: %s", out)
+        return out
+
+    # -- one reservation ---------------------------------------------------------------------
+    def _reservation(self, res: Reservation, ads: list[dict[str, Any]], out: Outcome) -> None:
+        dag_ads = [a for a in ads if a.get("JobUniverse") == SCHEDULER_UNIVERSE]
+        dag = res.dag_cluster
+        if dag is None and dag_ads:  # submitted, but the store never heard: adopt it
+            dag = int(dag_ads[0]["ClusterId"])
+            self.store.set_dag(res.id, dag)
+        if dag is None and not res.cancelled:
+            found = self.condor.history(f'JobBatchName == "{res.id}" && JobUniverse == 7', ["ClusterId"], 1)
+            if found:
+                dag = int(found[0]["ClusterId"])
+            else:
+                dag = submit_reservation(self.condor, res, self.settings, self.env, self.dag_owner)
+                out.submitted.append(res.id)
+                log.info("reservation %s: DAG %d submitted", res.id, dag)
+            self.store.set_dag(res.id, dag)
+            for alloc in res.allocations:
+                self._advance(alloc, State.SCHEDULED, f"DAG {dag} submitted", out)
+            res = self.store.reservation(res.id)
+        in_queue = bool(dag_ads)
+        if (
+            res.cancelled
+            and in_queue
+            and dag is not None
+            and dag_ads[0].get("JobStatus") != JobStatus.REMOVED
+        ):
+            self.condor.remove(dag, f"reservation {res.id} cancelled")
+            out.removed.append(res.id)
+            log.info("reservation %s: cancelled; DAG %d removed, its FINAL node tears down", res.id, dag)
+        # Extensions: every watch job follows the reservation's end.
+        for ad in ads:
+            if str(ad.get("DAGNodeName", "")).startswith("HOLD_") and ad.get("PccEnd") != res.end:
+                self.condor.edit(f"{ad['ClusterId']}.{ad['ProcId']}", "PccEnd", res.end)
+                log.info("reservation %s: watch job %s now ends at %d", res.id, ad["ClusterId"], res.end)
+        final = [a for a in ads if a.get("DAGNodeName") == "FINAL"]
+        finished = dag is not None and not in_queue
+        history: list[dict[str, Any]] = []
+        if finished:
+            history = self.condor.history(f"DAGManJobId == {dag}", PROJECTION)
+        for alloc in res.allocations:
+            self._allocation(res, alloc, ads, history, final, finished, out)
+
+    def _allocation(
+        self,
+        res: Reservation,
+        alloc: Allocation,
+        ads: list[dict[str, Any]],
+        history: list[dict[str, Any]],
+        final: list[dict[str, Any]],
+        finished: bool,
+        out: Outcome,
+    ) -> None:
+        site = alloc.site
+        boot = [a for a in ads if a.get("DAGNodeName") == f"BOOT_{site}"]
+        hold = [a for a in ads if a.get("DAGNodeName") == f"HOLD_{site}"]
+        if alloc.state in TERMINAL:
+            return
+        boot_hist = [a for a in history if a.get("DAGNodeName") == f"BOOT_{site}"]
+        failed = next((a for a in boot + boot_hist[:1] if a.get("PccState") == "failed"), None)
+        if failed is not None:
+            self._fail(alloc, str(failed.get("PccMessage") or "boot failed"), out)
+            return
+        held = next((a for a in boot if a.get("JobStatus") == JobStatus.HELD), None)
+        if held is not None:
+            self._fail(alloc, f"boot job held: {held.get('HoldReason', '')}", out)
+            return
+        if hold:
+            ad = hold[0]
+            self._copy(alloc, ad)
+            state = ad.get("PccState")
+            if state in ("running", "degraded"):
+                self._advance(alloc, State.RUNNING, f"site reports {ad.get('PccMessage', state)}", out)
+            elif state == "ending":
+                self._advance(alloc, State.STOPPING, "the reservation ended", out)
+            else:
+                self._advance(alloc, State.BOOTING, "cluster booted; waiting for its first status", out)
+        elif boot:
+            ad = boot[0]
+            if ad.get("JobStatus") == JobStatus.RUNNING or ad.get("PccState") in ("booting", "retrying"):
+                self._advance(alloc, State.BOOTING, str(ad.get("PccMessage") or "boot job started"), out)
+        if final and self._state(alloc) in (State.BOOTING, State.RUNNING):
+            self._advance(alloc, State.STOPPING, "teardown started", out)
+        if finished:
+            teardown = next((a for a in history if a.get("DAGNodeName") == "FINAL"), None)
+            state = self._state(alloc)
+            if teardown is None or state in TERMINAL:
+                return
+            if teardown.get("PccState") != "stopped":
+                self._fail(alloc, f"teardown failed: {teardown.get('PccMessage', '')}", out)
+            elif state in (State.REQUESTED, State.SCHEDULED):
+                if res.cancelled and alloc.id is not None:
+                    self.store.transition(alloc.id, State.CANCELLED, "cancelled before it booted")
+                else:
+                    self._fail(alloc, "the reservation ended before its cluster booted", out)
+            else:
+                self._advance(alloc, State.STOPPED, "torn down", out)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _copy(self, alloc: Allocation, ad: dict[str, Any]) -> None:
+        fields = {
+            "frontend": ad.get("PccFrontend") or "",
+            "public_ip": ad.get("PccPublicIP") or "",
+            "nodes_up": int(ad.get("PccNodesUp") or 0),
+            "nodes_total": int(ad.get("PccNodesTotal") or 0),
+        }
+        current = {
+            "frontend": alloc.frontend,
+            "public_ip": alloc.public_ip,
+            "nodes_up": alloc.nodes_up,
+            "nodes_total": alloc.nodes_total,
+        }
+        if fields != current and alloc.id is not None:
+            self.store.update_allocation(alloc.id, **fields)
+
+    def _state(self, alloc: Allocation) -> State:
+        return State(self.store.db["allocations"].get(alloc.id)["state"])
+
+    def _advance(self, alloc: Allocation, target: State, why: str, out: Outcome) -> None:
+        """Walk the allocation forward along PATH to ``target`` (never backwards)."""
+        assert alloc.id is not None
+        current = self._state(alloc)
+        if current in TERMINAL or current not in PATH or PATH.index(current) >= PATH.index(target):
+            return
+        for step in PATH[PATH.index(current) + 1 : PATH.index(target) + 1]:
+            if self.store.transition(alloc.id, step, why):
+                out.transitions += 1
+                log.info("reservation %s site %s: %s (%s)", alloc.reservation, alloc.site, step, why)
+
+    def _fail(self, alloc: Allocation, reason: str, out: Outcome) -> None:
+        assert alloc.id is not None
+        if self._state(alloc) in TERMINAL:
+            return
+        if self.store.transition(alloc.id, State.FAILED, reason, reason=reason):
+            out.transitions += 1
+            log.warning("reservation %s site %s: failed: %s", alloc.reservation, alloc.site, reason)
