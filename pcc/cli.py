@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pcc import __version__
+from pcc.cli_reservations import add_commands
 from pcc.errors import PccError, PoolError
 from pcc.settings import Settings
 
@@ -26,12 +27,12 @@ EXIT_CODES = """exit codes:
   1  error
   2  bad configuration or bad input
   3  the HTCondor pool is not installed or not running
-  4  HTCondor refused an operation
+  4  HTCondor refused an operation, or not enough capacity
   130 interrupted"""
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(args.state_dir)
+    return Settings.from_env(args.state_dir, args.config)
 
 
 def cmd_condor_install(args: argparse.Namespace, out: TextIO) -> int:
@@ -125,10 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pcc {__version__}")
     parser.add_argument("--debug", action="store_true", help="log debug messages and show tracebacks")
     parser.add_argument("--state-dir", type=Path, help="state directory (default: $PCC_STATE_DIR)")
+    parser.add_argument(
+        "--config", type=Path, help="pcc.toml (default: $PCC_CONFIG, else <state dir>/pcc.toml)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", help="run the controller (reconcile loop) in the foreground")
     serve.set_defaults(handler=cmd_serve)
+
+    add_commands(sub)
 
     condor = sub.add_parser("condor", help="the embedded personal HTCondor pool")
     csub = condor.add_subparsers(dest="condor_command", metavar="ACTION", required=True)

@@ -1,97 +1,90 @@
-"""`pcc serve`: the long-running controller. For now it owns the embedded pool's lifetime and
-runs the reconcile loop's skeleton, which reports the pool's state every few seconds."""
+"""`pcc serve`: the long-running controller. It owns the embedded pool's lifetime (when it
+started it) and runs the reconcile loop on APScheduler, which only schedules passes."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-import time
-from dataclasses import dataclass
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from pcc.condor.adapter import CondorAdapter, JobStatus, use_pool
+from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.pool import PersonalPool
-from pcc.errors import PccError
+from pcc.dag import JobEnvironment, default_pcc_job
+from pcc.reconcile import Outcome, Reconciler
 from pcc.settings import Settings
+from pcc.store import Store
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one reconcile pass saw and did; a failed pass carries the error text."""
+def connect(settings: Settings, start_pool: bool = True) -> tuple[PersonalPool | None, bool, str | None]:
+    """Point this process at the pool (starting the embedded one if asked and needed).
 
-    ok: bool
-    jobs: int = 0
-    running: int = 0
-    idle: int = 0
-    held: int = 0
-    seconds: float = 0.0
-    error: str = ""
+    Returns the embedded pool (or None), whether this call started it, and the user the
+    pool's jobs run as (DAG directories must belong to it)."""
+    if not settings.embedded:
+        assert settings.external_condor_config is not None
+        use_pool(settings.external_condor_config)
+        log.info("using the existing pool of CONDOR_CONFIG=%s", settings.external_condor_config)
+        return None, False, None
+    pool = settings.embedded_pool()
+    started = False
+    if start_pool:
+        started = pool.master_pid() is None
+        status = pool.start()
+        log.info(
+            "pool %s: CONDOR_CONFIG=%s, tools in %s, logs in %s",
+            "started" if started else "already running",
+            status.condor_config,
+            status.bin_dir,
+            status.log_dir,
+        )
+    ids = pool.client_env().get("CONDOR_IDS")
+    use_pool(pool.config_file, ids)
+    if start_pool:
+        log.info(
+            "HTCondor's tools: export CONDOR_CONFIG=%s%s PATH=%s:$PATH",
+            pool.config_file,
+            f" CONDOR_IDS={ids}" if ids else "",
+            pool.bin_dir,
+        )
+    return pool, started, pool.daemon_user().pw_name
 
 
-def reconcile_once(adapter: CondorAdapter) -> Outcome:
-    """One level-triggered pass. Lets no exception escape: a failed pass is an Outcome."""
-    t0 = time.monotonic()
-    try:
-        ads = adapter.query("true", ["ClusterId", "ProcId", "JobStatus"])
-    except PccError as exc:
-        log.warning("reconcile: schedd query failed: %s; next pass retries", exc)
-        return Outcome(ok=False, seconds=time.monotonic() - t0, error=str(exc))
-    except Exception as exc:  # a bug must not kill the loop
-        log.exception("reconcile: unexpected error; next pass retries")
-        return Outcome(ok=False, seconds=time.monotonic() - t0, error=repr(exc))
-    states = [ad.get("JobStatus") for ad in ads]
-    outcome = Outcome(
-        ok=True,
-        jobs=len(ads),
-        running=states.count(JobStatus.RUNNING),
-        idle=states.count(JobStatus.IDLE),
-        held=states.count(JobStatus.HELD),
-        seconds=time.monotonic() - t0,
+def reconciler_for(settings: Settings, store: Store, dag_owner: str | None) -> Reconciler:
+    condor_config = settings.external_condor_config or settings.embedded_pool().config_file
+    env = JobEnvironment(
+        pcc_job=default_pcc_job(),
+        condor_config=condor_config,
+        pcc_config=settings.config_file or settings.state_dir / "pcc.toml",
+        state_dir=settings.state_dir,
     )
-    log.info(
-        "reconcile: pool up; %d jobs (%d running, %d idle, %d held); pass took %.0f ms",
-        outcome.jobs,
-        outcome.running,
-        outcome.idle,
-        outcome.held,
-        outcome.seconds * 1000,
-    )
-    return outcome
+    return Reconciler(settings, store, CondorAdapter(), env, dag_owner)
+
+
+def run_pass(reconciler: Reconciler) -> Outcome:
+    out = reconciler.reconcile_once()
+    if out.ok:
+        log.info(
+            "reconcile: pool up; %d jobs; %d DAGs submitted, %d removed, %d transitions; pass took %.0f ms",
+            out.jobs,
+            len(out.submitted),
+            len(out.removed),
+            out.transitions,
+            out.seconds * 1000,
+        )
+    else:
+        log.warning("reconcile: pass failed (%s); next pass retries", "; ".join(out.errors)[:300])
+    return out
 
 
 def serve(settings: Settings, stop: threading.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM (or ``stop`` is set); stops the embedded pool if it started it."""
     stop = stop or threading.Event()
-    pool: PersonalPool | None = None
-    started_pool = False
-    if settings.embedded:
-        pool = settings.embedded_pool()
-        started_pool = pool.master_pid() is None
-        status = pool.start()
-        log.info(
-            "pool %s: CONDOR_CONFIG=%s, tools in %s, logs in %s",
-            "started" if started_pool else "already running",
-            status.condor_config,
-            status.bin_dir,
-            status.log_dir,
-        )
-        ids = pool.client_env().get("CONDOR_IDS")
-        use_pool(pool.config_file, ids)
-        log.info(
-            "HTCondor's tools: export CONDOR_CONFIG=%s%s PATH=%s:$PATH",
-            status.condor_config,
-            f" CONDOR_IDS={ids}" if ids else "",
-            status.bin_dir,
-        )
-    else:
-        assert settings.external_condor_config is not None
-        use_pool(settings.external_condor_config)
-        log.info("using the existing pool of CONDOR_CONFIG=%s", settings.external_condor_config)
+    pool, started_pool, owner = connect(settings)
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)
@@ -103,19 +96,25 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
 
     scheduler = BackgroundScheduler()
     try:
-        adapter = CondorAdapter()
+        store = Store(settings.database)
+        store.sync_sites(settings.sites)
+        reconciler = reconciler_for(settings, store, owner)
         scheduler.add_job(
-            reconcile_once,
+            run_pass,
             "interval",
-            args=[adapter],
+            args=[reconciler],
             seconds=settings.poll_seconds,
             id="reconcile",
             max_instances=1,
             coalesce=True,
         )
         scheduler.start()
-        reconcile_once(adapter)
-        log.info("pcc serve running; reconcile every %.0f s; Ctrl-C stops", settings.poll_seconds)
+        run_pass(reconciler)
+        log.info(
+            "pcc serve running; reconcile every %.0f s; %d sites; Ctrl-C stops",
+            settings.poll_seconds,
+            len(settings.sites),
+        )
         stop.wait()
     finally:
         if scheduler.running:

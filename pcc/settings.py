@@ -139,8 +139,12 @@ class Settings:
         return self.external_condor_config is None
 
     def embedded_pool(self) -> PersonalPool:
+        # Each site's CPUs cap the CPUs its boot jobs may claim at once (concurrency limits).
+        limits = "\n".join(f"{s.limit_name.upper()}_LIMIT = {s.cpus}" for s in self.sites)
         return PersonalPool(
-            prefix=self.state_dir / "condor" / "prefix", local_dir=self.state_dir / "condor" / "local"
+            prefix=self.state_dir / "condor" / "prefix",
+            local_dir=self.state_dir / "condor" / "local",
+            extra_config=limits,
         )
 
     @property
