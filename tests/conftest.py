@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.pool import PersonalPool
 from pcc.settings import Settings
-from tests.integration import site_env
+from tests.integration import controller_env, site_env
+from tests.integration import ssh_sites as ssh_sites_mod
 
 REPO = Path(__file__).resolve().parent.parent
 # Plain `pytest` in a checkout finds the install `make` made (the Makefile sets the same).
@@ -89,3 +92,66 @@ def libvirt_site() -> Iterator[site_env.Site]:
             site.virsh("undefine", domain)
         site_env.stop_process(daemon)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ssh_sites(condor_pool: PersonalPool) -> Iterator[dict[str, Any]]:
+    """Sites a (127.0.0.2) and b (127.0.0.3) behind their own sshd, and the controller's key."""
+    if not (site_env.TEST_IMAGE / "initrd.img").exists():
+        pytest.fail(
+            f"the test image is not built in {site_env.TEST_IMAGE}: run `make image` (make test does)"
+        )
+    root = Path(tempfile.mkdtemp(prefix="sites-", dir=condor_pool.local_dir.parent))
+    os.chmod(root, 0o755)
+    keys = root / "controller"
+    keys.mkdir()
+    subprocess.run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "pcc-controller",
+            "-f",
+            str(keys / "id_ed25519"),
+        ],
+        check=True,
+    )
+    controller_pub = (keys / "id_ed25519.pub").read_text()
+    sites = []
+    try:
+        for name, address, ports in (("a", "127.0.0.2", (22400, 22449)), ("b", "127.0.0.3", (22450, 22499))):
+            sites.append(ssh_sites_mod.make_site(root, name, address, ports, controller_pub))
+        (keys / "known_hosts").write_text("".join(s.known_hosts_line + "\n" for s in sites))
+        yield {"root": root, "sites": sites, "key": keys / "id_ed25519", "known_hosts": keys / "known_hosts"}
+    finally:
+        for s in sites:
+            ssh_sites_mod.stop_site(s)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def controller(condor_pool: PersonalPool, ssh_sites: dict[str, Any]) -> Iterator[controller_env.Controller]:
+    """A controller with its own state directory over the session's pool and SSH sites."""
+    state = Path(tempfile.mkdtemp(prefix="ctl-", dir=condor_pool.local_dir.parent))
+    os.chmod(state, 0o755)
+    owner = condor_pool.daemon_user().pw_name
+    shutil.copy(ssh_sites["key"], state / "id_ed25519")  # read by the jobs, as the pool's user
+    shutil.copy(ssh_sites["known_hosts"], state / "known_hosts")
+    user_key = state / "user" / "id_ed25519"
+    user_key.parent.mkdir()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@lab", "-f", str(user_key)], check=True
+    )
+    ctl = controller_env.make_controller(
+        state, condor_pool, ssh_sites["sites"], state / "id_ed25519", state / "known_hosts", user_key
+    )
+    controller_env.chown_tree(state, owner)
+    if os.geteuid() == 0:  # the scientist's key stays the test's own
+        for path in (user_key.parent, user_key, user_key.with_suffix(".pub")):
+            os.chown(path, 0, 0)
+    yield ctl
+    shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,178 @@
+"""A controller under test: its own state directory and pcc.toml, the session's HTCondor
+pool, and SSH sites; reconcile passes are driven by the test (or by `pcc serve`)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pcc.condor.adapter import CondorAdapter
+from pcc.condor.pool import PersonalPool
+from pcc.dag import JobEnvironment, default_pcc_job
+from pcc.model import State
+from pcc.reconcile import Reconciler
+from pcc.service import Service
+from pcc.settings import Settings
+from pcc.store import Store
+
+from .site_env import VENV_BIN
+from .ssh_sites import SSH_PORT, SshSite
+
+
+@dataclass
+class Controller:
+    state: Path
+    config: Path
+    settings: Settings
+    store: Store
+    service: Service
+    reconciler: Reconciler
+    user_key: Path  # the scientist's private key
+    pool: PersonalPool
+
+    def reconcile(self) -> None:
+        out = self.reconciler.reconcile_once()
+        assert out.ok, out.errors
+
+    def wait(self, predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.reconcile()
+            if predicate():
+                return
+            time.sleep(interval)
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s waiting for {what}; "
+            f"events: {[(e.site, e.to_state, e.why) for e in self.store.events()][-8:]}"
+        )
+
+    def state_of(self, rid: str, site: str) -> State:
+        return next(a.state for a in self.store.reservation(rid).allocations if a.site == site)
+
+    def wait_state(self, rid: str, site: str, target: State, timeout: float = 120) -> None:
+        self.wait(lambda: self.state_of(rid, site) is target, timeout, f"{rid}@{site} to be {target}")
+
+    def condor_q(self, *args: str) -> str:
+        return subprocess.run(
+            [str(self.pool.bin_dir / "condor_q"), *args],
+            env=self.pool.client_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    def user_public_key(self) -> str:
+        return Path(f"{self.user_key}.pub").read_text()
+
+
+def write_config(
+    state: Path,
+    pool: PersonalPool,
+    sites: list[SshSite],
+    controller_key: Path,
+    known_hosts: Path,
+    extra_sites: str = "",
+) -> Path:
+    lines = [
+        f'state_dir = "{state}"',
+        "",
+        "[condor]",
+        f'config = "{pool.config_file}"',
+        "",
+        "[timings]",
+        "boot_lead_s = 0",
+        "reconcile_s = 1",
+        "watch_poll_s = 1",
+        "boot_retries = 2",
+        "retry_delay_s = 1",
+        "ssh_timeout_s = 5",
+        "boot_timeout_s = 120",
+        "",
+    ]
+    for s in sites:
+        lines += [
+            "[[sites]]",
+            f'name = "{s.name}"',
+            f'host = "{s.address}"',
+            f"port = {SSH_PORT}",
+            f'user = "{s.site.account.pw_name}"',
+            f'key = "{controller_key}"',
+            f'known_hosts = "{known_hosts}"',
+            "cpus = 4",
+            "memory_gb = 2",
+            'deployment_type = "libvirt (qemu)"',
+            f'pragma = "{VENV_BIN / "pragma"}"',
+            f'pragma_config = "{s.site.config}"',
+            "",
+        ]
+    path = state / "pcc.toml"
+    path.write_text("\n".join(lines) + extra_sites)
+    path.chmod(0o644)
+    return path
+
+
+def make_controller(
+    state: Path,
+    pool: PersonalPool,
+    sites: list[SshSite],
+    controller_key: Path,
+    known_hosts: Path,
+    user_key: Path,
+    extra_sites: str = "",
+) -> Controller:
+    config = write_config(state, pool, sites, controller_key, known_hosts, extra_sites)
+    settings = Settings.from_env(config=config)
+    store = Store(settings.database)
+    owner = pool.daemon_user().pw_name
+    env = JobEnvironment(default_pcc_job(), pool.config_file, config, state)
+    reconciler = Reconciler(settings, store, CondorAdapter(), env, owner)
+    return Controller(state, config, settings, store, Service(settings, store), reconciler, user_key, pool)
+
+
+def chown_tree(path: Path, user: str) -> None:
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(user)
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, entry.pw_uid, entry.pw_gid)
+
+
+def ssh_login(private: Path, address: str, port: int, command: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    last: Any = ""
+    while time.monotonic() < deadline:
+        proc = subprocess.run(
+            [
+                "ssh",
+                "-i",
+                str(private),
+                "-p",
+                str(port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ConnectTimeout=5",
+                f"root@{address}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+        last = proc.stderr
+        time.sleep(0.5)
+    raise AssertionError(f"ssh to {address}:{port} failed: {last}")

@@ -1,0 +1,94 @@
+"""The controller end to end: a reservation becomes a DAG that boots a real cluster at a
+site reached over SSH, is watched through condor_q, extended, and torn down at its end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from pcc.errors import CapacityError
+from pcc.model import State
+from pcc.service import SiteRequest
+
+from .controller_env import Controller, ssh_login
+from .ssh_sites import SshSite
+
+pytestmark = [pytest.mark.condor, pytest.mark.libvirt, pytest.mark.slow]
+
+
+@pytest.fixture
+def sites(ssh_sites: dict[str, Any]) -> dict[str, SshSite]:
+    return {s.name: s for s in ssh_sites["sites"]}
+
+
+def test_a_reservation_boots_runs_extends_and_is_torn_down_at_its_end(
+    controller: Controller, sites: dict[str, SshSite]
+) -> None:
+    ctl = controller
+    now = time.time()
+    res = ctl.service.reserve(
+        "alice",
+        "tiny",
+        [SiteRequest("a", 1, 1.0)],
+        int(now + 10),
+        int(now + 50),
+        ssh_key=ctl.user_public_key(),
+    )
+    ctl.reconcile()
+    dag = ctl.store.reservation(res.id).dag_cluster
+    assert dag is not None
+    batch = ctl.condor_q("-constraint", f"ClusterId == {dag}", "-af", "JobBatchName").strip()
+    assert batch == res.id
+    assert ctl.state_of(res.id, "a") is State.SCHEDULED
+
+    ctl.wait_state(res.id, "a", State.RUNNING, timeout=120)
+    row = ctl.condor_q(
+        "-constraint",
+        f'PccReservation == "{res.id}" && DAGNodeName == "HOLD_a"',
+        "-af",
+        "PccReservation",
+        "PccSite",
+        "PccState",
+        "PccNodesUp",
+    ).split()
+    assert row == [res.id, "a", "running", "2"]
+    alloc = ctl.store.reservation(res.id).allocations[0]
+    assert (alloc.nodes_up, alloc.nodes_total, alloc.frontend) == (2, 2, f"{res.id}-frontend")
+    host, _, port = alloc.public_ip.partition(":")
+    assert host == "127.0.0.2"
+    assert ssh_login(ctl.user_key, host, int(port), "hostname") == f"{res.id}-frontend"
+
+    extended = ctl.service.extend(res.id, res.end + 15)
+    ctl.wait(
+        lambda: (
+            ctl.condor_q(
+                "-constraint", f'PccReservation == "{res.id}" && DAGNodeName == "HOLD_a"', "-af", "PccEnd"
+            ).strip()
+            == str(extended.end)
+        ),
+        30,
+        "the watch job's new end",
+    )
+    assert time.time() < extended.end
+    ctl.wait_state(res.id, "a", State.STOPPED, timeout=extended.end - time.time() + 90)
+    assert time.time() >= res.end + 15 - 2  # it ran past the original end
+    assert sites["a"].site.leftovers(res.id) == []
+    path = [e.to_state for e in ctl.store.events(res.id)]
+    assert path == ["requested", "scheduled", "booting", "running", "stopping", "stopped"]
+
+
+def test_an_over_capacity_request_is_rejected_with_the_reason(controller: Controller) -> None:
+    now = time.time()
+    key = controller.user_public_key()
+    first = controller.service.reserve(
+        "alice", "tiny", [SiteRequest("b", 2, 1.0)], int(now + 3600), int(now + 7200), ssh_key=key
+    )
+    with pytest.raises(CapacityError, match=r"site b is short of CPUs from .* \(1 short\)"):
+        controller.service.reserve(
+            "bob", "tiny", [SiteRequest("b", 1, 1.0)], int(now + 5400), int(now + 9000), ssh_key=key
+        )
+    controller.service.cancel(first.id)
+    controller.reconcile()
+    assert controller.state_of(first.id, "b") is State.CANCELLED
