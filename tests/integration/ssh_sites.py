@@ -62,7 +62,8 @@ def start_sshd(root: Path, address: str, user: pwd.struct_passwd, authorized: st
     config = keys / "sshd_config"
     config.write_text(
         f"ListenAddress {address}:{SSH_PORT}\nHostKey {host_key}\nPidFile {keys / 'sshd.pid'}\n"
-        "AuthorizedKeysFile .ssh/authorized_keys\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "AuthorizedKeysFile .ssh/authorized_keys\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\n"
         f"PermitRootLogin no\nUsePAM no\nAllowUsers {user.pw_name}\nStrictModes yes\nPrintMotd no\n"
         f"SetEnv PATH={VENV_BIN}:/usr/local/bin:/usr/bin:/bin\nLogLevel INFO\n"
     )
