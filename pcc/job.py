@@ -207,7 +207,8 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     """`pragma shutdown` then `pragma clean` at every site, a few tries each."""
     settings = _settings()
     identity = JobIdentity.from_environment()
-    failures = []
+    failures: list[str] = []
+    done: list[str] = []
     for name in filter(None, args.sites.split(",")):
         site = settings.site(name)
         for attempt in range(3):
@@ -222,6 +223,7 @@ def cmd_teardown(args: argparse.Namespace) -> int:
                     if not result.ok:
                         raise PermanentError(result.error)
                 log.info("reservation %s site %s: torn down", args.reservation, name)
+                done.append(name)
                 break
             except PccError as exc:
                 log.warning(
@@ -236,9 +238,18 @@ def cmd_teardown(args: argparse.Namespace) -> int:
                 else:
                     time.sleep(settings.timings.retry_delay_s)
     if failures:
-        publish_values({"PccState": "teardown-failed", "PccMessage": "; ".join(failures)[:500]}, identity)
+        publish_values(
+            {
+                "PccState": "teardown-failed",
+                "PccTornDown": ",".join(done),
+                "PccMessage": "; ".join(failures)[:500],
+            },
+            identity,
+        )
         return 1
-    publish_values({"PccState": "stopped", "PccMessage": "torn down"}, identity)
+    publish_values(
+        {"PccState": "stopped", "PccTornDown": ",".join(done), "PccMessage": "torn down"}, identity
+    )
     return 0
 
 

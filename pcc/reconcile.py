@@ -18,7 +18,7 @@ from typing import Any
 from pcc.condor.adapter import CondorAdapter, JobStatus
 from pcc.dag import JobEnvironment, submit_reservation
 from pcc.errors import PccError
-from pcc.model import TERMINAL, Allocation, Reservation, State
+from pcc.model import TERMINAL, TRANSITIONS, Allocation, Reservation, State
 from pcc.settings import Settings
 from pcc.store import Store
 
@@ -42,6 +42,7 @@ PROJECTION = [
     "PccPublicIP",
     "PccNodesUp",
     "PccNodesTotal",
+    "PccTornDown",
     "HoldReason",
     "ExitCode",
 ]
@@ -178,6 +179,15 @@ class Reconciler:
         if alloc.state in TERMINAL:
             return
         boot_hist = [a for a in history if a.get("DAGNodeName") == f"BOOT_{site}"]
+        if (
+            not (boot or hold or finished)
+            and res.dag_cluster is not None
+            and self._state(alloc) in (State.SCHEDULED, State.BOOTING)
+        ):
+            # The boot node left the queue while the DAG goes on: did its last attempt fail?
+            boot_hist = self.condor.history(
+                f'DAGManJobId == {res.dag_cluster} && DAGNodeName == "BOOT_{site}"', PROJECTION, 1
+            )
         failed = next((a for a in boot + boot_hist[:1] if a.get("PccState") == "failed"), None)
         if failed is not None:
             self._fail(alloc, str(failed.get("PccMessage") or "boot failed"), out)
@@ -207,7 +217,7 @@ class Reconciler:
             state = self._state(alloc)
             if teardown is None or state in TERMINAL:
                 return
-            if teardown.get("PccState") != "stopped":
+            if site not in str(teardown.get("PccTornDown") or "").split(","):
                 self._fail(alloc, f"teardown failed: {teardown.get('PccMessage', '')}", out)
             elif state in (State.REQUESTED, State.SCHEDULED):
                 if res.cancelled and alloc.id is not None:
@@ -243,7 +253,10 @@ class Reconciler:
         current = self._state(alloc)
         if current in TERMINAL or current not in PATH or PATH.index(current) >= PATH.index(target):
             return
-        for step in PATH[PATH.index(current) + 1 : PATH.index(target) + 1]:
+        steps = PATH[PATH.index(current) + 1 : PATH.index(target) + 1]
+        if target in TRANSITIONS[current]:  # a direct move: no made-up intermediate states
+            steps = [target]
+        for step in steps:
             if self.store.transition(alloc.id, step, why):
                 out.transitions += 1
                 log.info("reservation %s site %s: %s (%s)", alloc.reservation, alloc.site, step, why)

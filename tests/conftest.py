@@ -146,8 +146,20 @@ def controller(condor_pool: PersonalPool, ssh_sites: dict[str, Any]) -> Iterator
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@lab", "-f", str(user_key)], check=True
     )
+    # Site c has no SSH server: its address refuses every connection.
+    down = (
+        '[[sites]]\nname = "c"\nhost = "127.0.0.4"\nport = 2222\nuser = "pcc-c"\n'
+        f'key = "{state / "id_ed25519"}"\nknown_hosts = "{state / "known_hosts"}"\ncpus = 4\n'
+        "memory_gb = 2\n"
+    )
     ctl = controller_env.make_controller(
-        state, condor_pool, ssh_sites["sites"], state / "id_ed25519", state / "known_hosts", user_key
+        state,
+        condor_pool,
+        ssh_sites["sites"],
+        state / "id_ed25519",
+        state / "known_hosts",
+        user_key,
+        extra_sites=down,
     )
     controller_env.chown_tree(state, owner)
     if os.geteuid() == 0:  # the scientist's key stays the test's own

@@ -92,3 +92,82 @@ def test_an_over_capacity_request_is_rejected_with_the_reason(controller: Contro
     controller.service.cancel(first.id)
     controller.reconcile()
     assert controller.state_of(first.id, "b") is State.CANCELLED
+
+
+def test_two_sites_boot_together_and_a_site_whose_ssh_is_down_fails_alone(
+    controller: Controller, sites: dict[str, SshSite]
+) -> None:
+    ctl = controller
+    now = time.time()
+    key = ctl.user_public_key()
+    both = ctl.service.reserve(
+        "alice",
+        "tiny",
+        [SiteRequest("a", 0, 0.5), SiteRequest("b", 0, 0.5)],
+        int(now + 5),
+        int(now + 40),
+        ssh_key=key,
+    )
+    broken = ctl.service.reserve(
+        "alice",
+        "tiny",
+        [SiteRequest("a", 0, 0.5), SiteRequest("c", 0, 0.5)],
+        int(now + 5),
+        int(now + 40),
+        ssh_key=key,
+    )
+    ctl.wait(
+        lambda: ctl.state_of(both.id, "a") is State.RUNNING and ctl.state_of(both.id, "b") is State.RUNNING,
+        120,
+        "both sites of the two-site reservation running",
+    )
+    for name, address in (("a", "127.0.0.2"), ("b", "127.0.0.3")):
+        alloc = next(x for x in ctl.store.reservation(both.id).allocations if x.site == name)
+        host, _, port = alloc.public_ip.partition(":")
+        assert host == address
+        assert ssh_login(ctl.user_key, host, int(port), "hostname") == f"{both.id}-frontend"
+
+    ctl.wait_state(broken.id, "c", State.FAILED, timeout=120)
+    failed = next(x for x in ctl.store.reservation(broken.id).allocations if x.site == "c")
+    assert "attempt 3/3" in failed.reason and "cannot reach 127.0.0.4:2222" in failed.reason
+    ctl.wait_state(broken.id, "a", State.RUNNING, timeout=60)  # the other site is unaffected
+
+    for rid in (both.id, broken.id):
+        ctl.wait_state(rid, "a", State.STOPPED, timeout=120)
+    ctl.wait_state(both.id, "b", State.STOPPED, timeout=60)
+    for rid in (both.id, broken.id):
+        assert sites["a"].site.leftovers(rid) == [] and sites["b"].site.leftovers(rid) == []
+
+
+def test_cancel_before_begin_boots_nothing_and_cancel_while_running_tears_down(
+    controller: Controller, sites: dict[str, SshSite]
+) -> None:
+    ctl = controller
+    now = time.time()
+    key = ctl.user_public_key()
+    later = ctl.service.reserve(
+        "alice", "tiny", [SiteRequest("b", 0, 0.5)], int(now + 600), int(now + 900), ssh_key=key
+    )
+    soon = ctl.service.reserve(
+        "alice", "tiny", [SiteRequest("b", 0, 0.5)], int(now + 3), int(now + 600), ssh_key=key
+    )
+    ctl.reconcile()
+    later_dag = ctl.store.reservation(later.id).dag_cluster
+    assert ctl.state_of(later.id, "b") is State.SCHEDULED
+    ctl.service.cancel(later.id)
+    ctl.wait(
+        lambda: not ctl.condor_q("-constraint", f"ClusterId == {later_dag}", "-af", "ClusterId").strip(),
+        60,
+        "the cancelled DAG to leave the queue",
+    )
+    starts = ctl.reconciler.condor.history(
+        f'DAGManJobId == {later_dag} && DAGNodeName == "BOOT_b"', ["NumJobStarts"]
+    )
+    assert all(not row.get("NumJobStarts") for row in starts)
+    assert [e.to_state for e in ctl.store.events(later.id)] == ["requested", "scheduled", "cancelled"]
+
+    ctl.wait_state(soon.id, "b", State.RUNNING, timeout=120)
+    ctl.service.cancel(soon.id)
+    ctl.wait_state(soon.id, "b", State.STOPPED, timeout=120)
+    assert sites["b"].site.leftovers(soon.id) == []
+    assert [e.to_state for e in ctl.store.events(soon.id)][-2:] == ["stopping", "stopped"]
