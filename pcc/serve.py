@@ -4,6 +4,8 @@ started it) and runs the reconcile loop on APScheduler, which only schedules pas
 from __future__ import annotations
 
 import logging
+import os
+import pwd
 import signal
 import threading
 from types import FrameType
@@ -29,7 +31,10 @@ def connect(settings: Settings, start_pool: bool = True) -> tuple[PersonalPool |
         assert settings.external_condor_config is not None
         use_pool(settings.external_condor_config)
         log.info("using the existing pool of CONDOR_CONFIG=%s", settings.external_condor_config)
-        return None, False, None
+        # As root acting for another account (CONDOR_IDS), that account runs the jobs.
+        ids = os.environ.get("CONDOR_IDS", "")
+        owner = pwd.getpwuid(int(ids.split(".")[0])).pw_name if os.geteuid() == 0 and ids else None
+        return None, False, owner
     pool = settings.embedded_pool()
     started = False
     if start_pool:

@@ -3,7 +3,11 @@ site reached over SSH, is watched through condor_q, extended, and torn down at i
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +175,75 @@ def test_cancel_before_begin_boots_nothing_and_cancel_while_running_tears_down(
     ctl.wait_state(soon.id, "b", State.STOPPED, timeout=120)
     assert sites["b"].site.leftovers(soon.id) == []
     assert [e.to_state for e in ctl.store.events(soon.id)][-2:] == ["stopping", "stopped"]
+
+
+def test_pcc_serve_killed_while_a_cluster_boots_converges_to_one_dag_and_one_cluster(
+    controller: Controller, sites: dict[str, SshSite]
+) -> None:
+    ctl = controller
+    env = {**ctl.pool.client_env(), "PCC_POLL_SECONDS": "1", "PCC_USER": "alice"}
+    pcc = [str(Path(sys.executable).parent / "pcc"), "--config", str(ctl.config)]
+    key = ctl.user_key.with_suffix(".pub")
+    reserved = subprocess.run(
+        [
+            *pcc,
+            "reserve",
+            "--site",
+            "a:1",
+            "--image",
+            "tiny",
+            "--begin",
+            "now+2s",
+            "--duration",
+            "5m",
+            "--key",
+            str(key),
+            "-o",
+            "json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rid = json.loads(reserved.stdout)["id"]
+
+    def serve() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*pcc, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
+        )
+
+    def state() -> State:
+        return ctl.state_of(rid, "a")
+
+    first = serve()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and state() is not State.BOOTING:
+            time.sleep(0.2)
+        assert state() is State.BOOTING
+    finally:
+        first.kill()  # SIGKILL in the middle of the boot
+        first.wait()
+    second = serve()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and state() is not State.RUNNING:
+            time.sleep(0.5)
+        assert state() is State.RUNNING
+        dags = ctl.condor_q("-constraint", f'JobBatchName == "{rid}" && JobUniverse == 7', "-af", "ClusterId")
+        assert len(dags.split()) == 1
+        _code, doc = sites["a"].site.pragma("list", "cluster", rid)
+        assert sorted(n["name"] for n in doc["result"]) == [f"{rid}-compute-0", f"{rid}-frontend"]
+        cancelled = subprocess.run(
+            [*pcc, "cancel", rid], env=env, capture_output=True, text=True, check=False
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and state() is not State.STOPPED:
+            time.sleep(0.5)
+        assert state() is State.STOPPED
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert sites["a"].site.leftovers(rid) == []
