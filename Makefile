@@ -28,7 +28,7 @@ help:
 	@echo "make lint       ruff"
 
 run: install
-	$(VENV)/bin/pcc serve
+	$(VENV)/bin/pcc serve --demo
 
 test: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

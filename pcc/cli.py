@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -110,7 +111,19 @@ def _print_status(status, out: TextIO, output: str) -> int:  # type: ignore[no-u
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from pcc.serve import serve
 
-    return serve(_settings(args))
+    if not args.demo:
+        return serve(_settings(args))
+    from pcc.demo import start_demo, welcome
+
+    settings = _settings(args)
+    pool_user = settings.embedded_pool().daemon_user().pw_name if settings.embedded else None
+    demo = start_demo(settings.state_dir, pool_user, os.environ.get("PCC_DEMO_ADDRESS", "127.0.0.2"))
+    try:
+        settings = _settings(args)
+        welcome(settings, out)
+        return serve(settings)
+    finally:
+        demo.stop()
 
 
 Handler = Callable[[argparse.Namespace, TextIO], int]
@@ -132,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", help="run the controller (reconcile loop) in the foreground")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="also start a local demo site (sshd on 127.0.0.2, the test image); `make run` does",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     add_commands(sub)

@@ -10,10 +10,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pcc import demo
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -23,13 +24,7 @@ TEST_IMAGE = REPO / "images" / "repository" / "tiny"
 
 def site_account() -> pwd.struct_passwd:
     """The account `pragma` runs as: ``pcc-site`` when the tests run as root, else ourselves."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid())
-    try:
-        return pwd.getpwnam(SITE_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", SITE_USER], check=True)
-        return pwd.getpwnam(SITE_USER)
+    return demo.site_account(SITE_USER)
 
 
 def as_site_user(
@@ -50,38 +45,7 @@ def as_site_user(
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
 
 
-def start_libvirt_session(account: pwd.struct_passwd) -> int | None:
-    """Start the account's session libvirtd under a reaper (fast destroy); returns its pid.
-
-    Without it libvirt would start one on first use, which works too but destroys slowly
-    on machines whose PID 1 reaps late (see notes/vms-on-these-machines.md).
-    """
-    tini = shutil.which("tini")
-    if tini is None:
-        return None
-    sock = Path(account.pw_dir) / ".cache" / "libvirt" / "libvirt-sock"
-    probe = (
-        as_site_user(account, ["virsh", "-c", "qemu:///session", "uri"], timeout=60)
-        if sock.exists()
-        else None
-    )
-    if probe is not None and probe.returncode == 0:
-        return None  # a session daemon already serves this account
-    env = [
-        "/usr/bin/env",
-        "-i",
-        f"HOME={account.pw_dir}",
-        f"USER={account.pw_name}",
-        "PATH=/usr/bin:/bin:/usr/sbin",
-    ]
-    cmd = ["setsid", tini, "-s", "--", "/usr/sbin/libvirtd", "--timeout=600"]
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", account.pw_name, "--", *env, *cmd]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not sock.exists():
-        time.sleep(0.1)
-    return proc.pid
+start_libvirt_session = demo.start_libvirt_session
 
 
 def stop_process(pid: int | None) -> None:
@@ -110,40 +74,12 @@ class Site:
     def staging(self) -> Path:
         return self.root / "staging"
 
-    def write_config(self, cpus: int = 4, memory_mb: int = 2048, extra: str = "") -> None:
-        self.config.write_text(f"""
-[site]
-name = "test-site"
-deployment_type = "libvirt (qemu, user networking)"
-cpus = {cpus}
-memory_mb = {memory_mb}
-reserve_cpus = 0
-reserve_memory_mb = 0
-ent_enabled = false
-
-[repository]
-path = "{REPO / "images" / "repository"}"
-
-[staging]
-path = "{self.staging}"
-
-[driver]
-name = "libvirt"
-boot_timeout_s = 120
-
-[driver.libvirt]
-uri = "qemu:///session"
-domain_type = "qemu"
-ready_marker = "PCC-READY"
-
-[network]
-mode = "user"
-forward_address = "{self.forward_address}"
-forward_ports = "{self.ports[0]}-{self.ports[1]}"
-link_ports = "{self.ports[0] + 1000}-{self.ports[1] + 1000}"
-private_cidr = "10.1.0.0/24"
-{extra}
-""")
+    def write_config(self, cpus: int = 4, memory_mb: int = 2048) -> None:
+        self.config.write_text(
+            demo.site_toml(
+                "test-site", self.staging, self.forward_address, self.ports, cpus=cpus, memory_mb=memory_mb
+            )
+        )
         self.config.chmod(0o644)
 
     def pragma(

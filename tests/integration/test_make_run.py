@@ -1,0 +1,91 @@
+"""What `make run` starts (`pcc serve --demo`), used as a newcomer would: the pool, a demo
+site behind sshd, the controller; a first reservation runs and is cancelled; Ctrl-C stops
+everything it started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from pcc.condor.pool import PersonalPool
+from pcc.settings import Settings
+
+pytestmark = [pytest.mark.condor, pytest.mark.libvirt, pytest.mark.slow]
+
+PCC = Path(sys.executable).parent / "pcc"
+
+
+def test_serve_demo_runs_a_first_reservation_and_stops_everything_on_ctrl_c() -> None:
+    installed = Settings.from_env().embedded_pool()
+    root = installed.local_dir.parent / "test-pools"
+    root.mkdir(parents=True, exist_ok=True)
+    state = Path(tempfile.mkdtemp(prefix="demo-", dir=root))
+    os.chmod(state, 0o755)
+    (state / "condor").mkdir()
+    (state / "condor" / "prefix").symlink_to(installed.prefix)
+    env = {**os.environ, "PCC_STATE_DIR": str(state), "PCC_DEMO_ADDRESS": "127.0.0.5", "PCC_USER": "newcomer"}
+    serve = subprocess.Popen(
+        [str(PCC), "serve", "--demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    pool = PersonalPool(prefix=state / "condor" / "prefix", local_dir=state / "condor" / "local")
+
+    def pcc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(PCC), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    try:
+        assert serve.stdout is not None
+        intro = "".join(serve.stdout.readline() for _ in range(6))
+        assert "reserve --site demo:1 --image tiny" in intro
+        sshd_pid = int((state / "demo" / "sshd" / "sshd.pid").read_text())
+        images = pcc("images", "-o", "json")
+        assert images.returncode == 0, images.stderr
+        assert {"site": "demo", "name": "tiny"} in [
+            {k: r[k] for k in ("site", "name")} for r in json.loads(images.stdout) if "name" in r
+        ]
+        reserved = pcc(
+            "reserve",
+            "--site",
+            "demo:0",
+            "--image",
+            "tiny",
+            "--begin",
+            "now+2s",
+            "--duration",
+            "5m",
+            "-o",
+            "json",
+        )
+        assert reserved.returncode == 0, reserved.stderr
+        rid = json.loads(reserved.stdout)["id"]
+        state_of = lambda: json.loads(pcc("show", rid, "-o", "json").stdout)["allocations"][0]["state"]  # noqa: E731
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and state_of() != "running":
+            time.sleep(1)
+        assert state_of() == "running"
+        shown = pcc("show", rid).stdout
+        assert "log in: ssh -p" in shown and "root@127.0.0.5" in shown
+        assert pcc("cancel", rid).returncode == 0
+        while time.monotonic() < deadline + 60 and state_of() != "stopped":
+            time.sleep(1)
+        assert state_of() == "stopped"
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.communicate(timeout=60)
+    assert serve.returncode == 0
+    assert pool.master_pid() is None
+    time.sleep(0.5)
+    assert (
+        not Path(f"/proc/{sshd_pid}").exists()
+        or b"sshd" not in Path(f"/proc/{sshd_pid}/cmdline").read_bytes()
+    )
+    subprocess.run(["rm", "-rf", str(state)], check=False)
