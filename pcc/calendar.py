@@ -2,7 +2,7 @@
 
 Intervals are half-open ``[begin, end)``. The check sweeps every start and end inside the
 window, so three reservations that pairwise fit but together overflow are refused.
-A cluster's frontend takes ``FRONTEND_CPUS`` on top of the CPUs asked for its computes.
+An allocation's CPUs include its frontend's ``FRONTEND_CPUS``; the rest go to compute nodes.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pcc.calendar import FRONTEND_CPUS
 from pcc.condor.adapter import CondorAdapter
 from pcc.errors import ConfigError
 from pcc.model import Reservation
@@ -67,6 +68,7 @@ def render_dag(res: Reservation, settings: Settings, env: JobEnvironment, direct
             "allocation.dag",
             site=a.site,
             cpus=a.cpus,
+            compute_cpus=a.cpus - FRONTEND_CPUS,
             retries=t.boot_retries,
             dir=directory,
             limit=settings.site(a.site).limit_name,

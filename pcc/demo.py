@@ -282,7 +282,7 @@ def welcome(settings: Settings, out: TextIO) -> None:
 PCC is starting with a demo site ("demo": sshd on 127.0.0.2:{SSH_PORT}, the tiny test image).
 In another shell, make a first reservation and watch it:
 
-  {pcc} reserve --site demo:1 --image tiny --begin now+15s --duration 10m
+  {pcc} reserve --site demo:2 --image tiny --begin now+15s --duration 10m
   {pcc} list               # then: {pcc} show ID   (states, events, how to log in)
   export CONDOR_CONFIG={pool.config_file}{f" CONDOR_IDS={ids}" if ids else ""}
   {pool.bin_dir}/condor_q -af PccReservation PccSite PccState PccNodesUp

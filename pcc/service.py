@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pcc.calendar import FRONTEND_CPUS, Booking, admit
-from pcc.errors import UserInputError
+from pcc.calendar import Booking, admit
+from pcc.errors import PccError, UserInputError
 from pcc.model import TERMINAL, Allocation, Reservation, State, User
 from pcc.settings import Settings
 from pcc.site.context import normalize_public_key
@@ -21,6 +21,7 @@ from pcc.store import Store
 log = logging.getLogger(__name__)
 
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+IMAGE_CACHE_S = 300.0
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -118,24 +119,24 @@ class Service:
         key = normalize_public_key(key, "--key")
         for req in sites:
             site = self.settings.site(req.site)
-            if req.cpus < 0 or req.memory_gb <= 0:
-                raise UserInputError(f"site {site.name}: CPUs must be >= 0 and memory > 0")
-            if req.cpus + FRONTEND_CPUS > site.cpus or req.memory_gb > site.memory_gb:
+            if req.cpus <= 0 or req.memory_gb <= 0:
                 raise UserInputError(
-                    f"site {site.name} has {site.cpus} CPUs and {site.memory_gb:g} GB in all; asked "
-                    f"{req.cpus} CPUs (+{FRONTEND_CPUS} for the frontend) and {req.memory_gb:g} GB"
+                    f"site {site.name}: CPUs and memory must be > 0 "
+                    f"(got {req.cpus} CPUs, {req.memory_gb:g} GB)"
                 )
+            if req.cpus > site.cpus or req.memory_gb > site.memory_gb:
+                raise UserInputError(
+                    f"site {site.name} has {site.cpus} CPUs and {site.memory_gb:g} GB in all; "
+                    f"asked {req.cpus} CPUs and {req.memory_gb:g} GB"
+                )
+            self._check_image(site.name, image)
             existing = [
-                Booking(r.begin, r.end, a.cpus + FRONTEND_CPUS, a.memory_gb)
+                Booking(r.begin, r.end, a.cpus, a.memory_gb)
                 for a, r in self.store.bookings_at(site.name)
                 if not r.cancelled
             ]
             admit(
-                site.name,
-                site.cpus,
-                site.memory_gb,
-                existing,
-                Booking(begin, end, req.cpus + FRONTEND_CPUS, req.memory_gb),
+                site.name, site.cpus, site.memory_gb, existing, Booking(begin, end, req.cpus, req.memory_gb)
             )
         res = Reservation(
             id="",
@@ -174,7 +175,7 @@ class Service:
         for alloc in res.allocations:
             site = self.settings.site(alloc.site)
             existing = [
-                Booking(r.begin, r.end, a.cpus + FRONTEND_CPUS, a.memory_gb)
+                Booking(r.begin, r.end, a.cpus, a.memory_gb)
                 for a, r in self.store.bookings_at(site.name, exclude=rid)
                 if not r.cancelled
             ]
@@ -183,11 +184,38 @@ class Service:
                 site.cpus,
                 site.memory_gb,
                 existing,
-                Booking(res.begin, until, alloc.cpus + FRONTEND_CPUS, alloc.memory_gb),
+                Booking(res.begin, until, alloc.cpus, alloc.memory_gb),
             )
         self.store.set_end(rid, until)
         log.info("reservation %s extended to %s", rid, until)
         return self.store.reservation(rid)
+
+    def _check_image(self, site_name: str, image: str) -> None:
+        """Is ``image`` in the site's repository? Asks the site (bounded by the SSH timeout)
+        unless it answered within IMAGE_CACHE_S. A site that cannot be asked and never answered
+        does not block a reservation (its boot will report), but a known catalog is enforced."""
+        images = self.store.site_images(site_name, max_age=IMAGE_CACHE_S)
+        if images is None:
+            from pcc.sitelink import run_pragma
+
+            t = self.settings.timings
+            try:
+                result = run_pragma(
+                    self.settings.site(site_name),
+                    ["list", "repository"],
+                    timeout=t.ssh_timeout_s,
+                    connect_timeout=t.ssh_timeout_s,
+                )
+                if result.ok:
+                    images = [i["name"] for i in result.result or []]
+                    self.store.set_site_images(site_name, images)
+            except PccError as exc:
+                log.warning("site %s: cannot list its images (%s); using what it last said", site_name, exc)
+            if images is None:
+                images = self.store.site_images(site_name, max_age=None)
+        if images is not None and image not in images:
+            known = ", ".join(sorted(images)) or "none"
+            raise UserInputError(f"unknown image {image!r} at site {site_name} (it has: {known})")
 
     @staticmethod
     def _owner_check(res: Reservation, by: str | None) -> None:

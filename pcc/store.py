@@ -4,6 +4,7 @@ which checks the state machine and records the event in the same transaction."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -87,6 +88,8 @@ class Store:
                 foreign_keys=[("reservation", "reservations", "id")],
             )
             db["allocations"].create_index(["reservation", "site"], unique=True)
+        if "site_images" not in db.table_names():
+            db["site_images"].create({"site": str, "images": str, "updated": float}, pk="site")
         if "events" not in db.table_names():
             db["events"].create(
                 {
@@ -140,6 +143,17 @@ class Store:
             self.db["sites"].delete_where()
             if rows:
                 self.db["sites"].insert_all(rows)
+
+    def set_site_images(self, site: str, images: Sequence[str]) -> None:
+        row = {"site": site, "images": json.dumps(sorted(images)), "updated": time.time()}
+        self.db["site_images"].upsert(row, pk="site")
+
+    def site_images(self, site: str, max_age: float | None) -> list[str] | None:
+        """The site's image names as it last reported them (None if unknown or too old)."""
+        rows = list(self.db["site_images"].rows_where("site = ?", [site]))
+        if not rows or (max_age is not None and time.time() - rows[0]["updated"] > max_age):
+            return None
+        return list(json.loads(rows[0]["images"]))
 
     # -- reservations ------------------------------------------------------------------------
     def next_id(self) -> tuple[str, int]:

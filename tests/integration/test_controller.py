@@ -35,7 +35,7 @@ def test_a_reservation_boots_runs_extends_and_is_torn_down_at_its_end(
     res = ctl.service.reserve(
         "alice",
         "tiny",
-        [SiteRequest("a", 1, 1.0)],
+        [SiteRequest("a", 2, 1.0)],
         int(now + 10),
         int(now + 50),
         ssh_key=ctl.user_public_key(),
@@ -87,11 +87,11 @@ def test_an_over_capacity_request_is_rejected_with_the_reason(controller: Contro
     now = time.time()
     key = controller.user_public_key()
     first = controller.service.reserve(
-        "alice", "tiny", [SiteRequest("b", 2, 1.0)], int(now + 3600), int(now + 7200), ssh_key=key
+        "alice", "tiny", [SiteRequest("b", 3, 1.0)], int(now + 3600), int(now + 7200), ssh_key=key
     )
     with pytest.raises(CapacityError, match=r"site b is short of CPUs from .* \(1 short\)"):
         controller.service.reserve(
-            "bob", "tiny", [SiteRequest("b", 1, 1.0)], int(now + 5400), int(now + 9000), ssh_key=key
+            "bob", "tiny", [SiteRequest("b", 2, 1.0)], int(now + 5400), int(now + 9000), ssh_key=key
         )
     controller.service.cancel(first.id)
     controller.reconcile()
@@ -107,7 +107,7 @@ def test_two_sites_boot_together_and_a_site_whose_ssh_is_down_fails_alone(
     both = ctl.service.reserve(
         "alice",
         "tiny",
-        [SiteRequest("a", 0, 0.5), SiteRequest("b", 0, 0.5)],
+        [SiteRequest("a", 1, 0.5), SiteRequest("b", 1, 0.5)],
         int(now + 5),
         int(now + 40),
         ssh_key=key,
@@ -115,7 +115,7 @@ def test_two_sites_boot_together_and_a_site_whose_ssh_is_down_fails_alone(
     broken = ctl.service.reserve(
         "alice",
         "tiny",
-        [SiteRequest("a", 0, 0.5), SiteRequest("c", 0, 0.5)],
+        [SiteRequest("a", 1, 0.5), SiteRequest("c", 1, 0.5)],
         int(now + 5),
         int(now + 40),
         ssh_key=key,
@@ -150,10 +150,10 @@ def test_cancel_before_begin_boots_nothing_and_cancel_while_running_tears_down(
     now = time.time()
     key = ctl.user_public_key()
     later = ctl.service.reserve(
-        "alice", "tiny", [SiteRequest("b", 0, 0.5)], int(now + 600), int(now + 900), ssh_key=key
+        "alice", "tiny", [SiteRequest("b", 1, 0.5)], int(now + 600), int(now + 900), ssh_key=key
     )
     soon = ctl.service.reserve(
-        "alice", "tiny", [SiteRequest("b", 0, 0.5)], int(now + 3), int(now + 600), ssh_key=key
+        "alice", "tiny", [SiteRequest("b", 1, 0.5)], int(now + 3), int(now + 600), ssh_key=key
     )
     ctl.reconcile()
     later_dag = ctl.store.reservation(later.id).dag_cluster
@@ -189,7 +189,7 @@ def test_pcc_serve_killed_while_a_cluster_boots_converges_to_one_dag_and_one_clu
             *pcc,
             "reserve",
             "--site",
-            "a:1",
+            "a:2",
             "--image",
             "tiny",
             "--begin",

@@ -45,7 +45,7 @@ def test_serve_demo_runs_a_first_reservation_and_stops_everything_on_ctrl_c() ->
     try:
         assert serve.stdout is not None
         intro = "".join(serve.stdout.readline() for _ in range(6))
-        assert "reserve --site demo:1 --image tiny" in intro
+        assert "reserve --site demo:2 --image tiny" in intro
         sshd_pid = int((state / "demo" / "sshd" / "sshd.pid").read_text())
         images = pcc("images", "-o", "json")
         assert images.returncode == 0, images.stderr
@@ -55,7 +55,7 @@ def test_serve_demo_runs_a_first_reservation_and_stops_everything_on_ctrl_c() ->
         reserved = pcc(
             "reserve",
             "--site",
-            "demo:0",
+            "demo:1",
             "--image",
             "tiny",
             "--begin",

@@ -151,3 +151,11 @@ def test_peak_usage_matches_brute_force(requests: list[Booking]) -> None:
 def test_store_survives_reopening(tmp_path: Path) -> None:
     Store(tmp_path / "db").add_reservation(reservation(begin=int(time.time())))
     assert [r.id for r in Store(tmp_path / "db").reservations()] == ["r00001"]
+
+
+def test_site_image_catalogs_are_cached_with_an_age(store: Store) -> None:
+    assert store.site_images("a", max_age=60) is None
+    store.set_site_images("a", ["tiny", "centos7"])
+    assert store.site_images("a", max_age=60) == ["centos7", "tiny"]
+    assert store.site_images("a", max_age=-1) is None  # too old
+    assert store.site_images("a", max_age=None) == ["centos7", "tiny"]
