@@ -135,6 +135,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
     attempt = f"attempt {args.attempt + 1}/{args.attempts}"
     publish_values({"PccState": "booting", "PccMessage": f"booting ({attempt})"}, identity)
     key = (res_dir / "key.pub").read_text()  # a file, not an argument: job ads are public
+    publish_values({"PccBootCalled": int(time.time())}, identity)
     try:
         result = run_pragma(
             site,
@@ -254,10 +255,13 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 
 
 def publish_values(values: dict[str, Any], identity: JobIdentity | None = None) -> str:
-    """Publish Python values (str, int, bool) as ClassAd attributes of this job."""
+    """Publish Python values (str, int, bool) as ClassAd attributes of this job. PccState goes
+    last: attributes are set one by one, and a reader that sees the new state must also
+    see the details that go with it."""
     from pcc.condor.adapter import to_expr
 
-    return publish({k: to_expr(v) for k, v in values.items()}, identity)
+    ordered = sorted(values.items(), key=lambda kv: kv[0] == "PccState")
+    return publish({k: to_expr(v) for k, v in ordered}, identity)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,8 @@ from pcc.condor.adapter import CondorAdapter, JobStatus
 from pcc.dag import JobEnvironment, submit_reservation
 from pcc.errors import PccError
 from pcc.model import TERMINAL, TRANSITIONS, Allocation, Reservation, State
-from pcc.settings import Settings
+from pcc.settings import Settings, SiteEntry
+from pcc.sitelink import run_pragma
 from pcc.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,8 @@ class Outcome:
     submitted: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     transitions: int = 0
-    orphans: list[int] = field(default_factory=list)
+    orphans: list[int] = field(default_factory=list)  # DAG clusters with no reservation
+    orphan_clusters: list[tuple[str, str]] = field(default_factory=list)  # (site, cluster)
     errors: list[str] = field(default_factory=list)
 
 
@@ -79,8 +82,12 @@ class Reconciler:
             dag_owner,
         )
 
-    def reconcile_once(self) -> Outcome:
-        """One pass; lets no exception escape (a failed step is retried by the next pass)."""
+    last_site_check: float = 0.0
+
+    def reconcile_once(self, check_sites: bool | None = None) -> Outcome:
+        """One pass; lets no exception escape (a failed step is retried by the next pass).
+        Every ``orphan_check_s`` (or when ``check_sites``) it also asks each site for its
+        clusters, to flag those no live reservation accounts for."""
         t0 = time.monotonic()
         out = Outcome()
         try:
@@ -117,9 +124,50 @@ class Reconciler:
                     ad["ClusterId"],
                     ad.get("PccReservation"),
                 )
+        due = time.monotonic() - self.last_site_check >= self.settings.timings.orphan_check_s
+        if check_sites or (check_sites is None and due and self.settings.sites):
+            self.last_site_check = time.monotonic()
+            out.orphan_clusters = self._orphan_clusters(by_res)
         out.seconds = time.monotonic() - t0
         log.debug("reconcile: %s", out)
         return out
+
+    def _orphan_clusters(self, by_res: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:
+        """Clusters at the sites that no live reservation (or running teardown) accounts for.
+        Sites are asked in parallel, each bounded by the SSH timeout; they are flagged, never
+        destroyed: an operator decides."""
+        live = {
+            (a.site, r.id)
+            for r in self.store.reservations()
+            for a in r.allocations
+            if a.state not in TERMINAL or r.id in by_res
+        }
+        timeout = self.settings.timings.ssh_timeout_s
+
+        def clusters(site: SiteEntry) -> set[str]:
+            result = run_pragma(site, ["list", "cluster"], timeout=timeout, connect_timeout=timeout)
+            return {str(n.get("cluster")) for n in result.result or []} if result.ok else set()
+
+        found: list[tuple[str, str]] = []
+        with ThreadPoolExecutor(max_workers=min(8, len(self.settings.sites))) as pool:
+            futures = {pool.submit(clusters, site): site for site in self.settings.sites}
+            for future, site in futures.items():
+                try:
+                    names = future.result(timeout=timeout * 3)
+                except Exception as exc:  # an unreachable site is the probes' business
+                    log.debug("site %s: cannot list clusters: %s", site.name, exc)
+                    continue
+                for name in sorted(names - {rid for s, rid in live if s == site.name}):
+                    log.warning(
+                        "orphan cluster %s at site %s: no live reservation; tear it down with "
+                        "`pragma shutdown %s; pragma clean %s` at the site",
+                        name,
+                        site.name,
+                        name,
+                        name,
+                    )
+                    found.append((site.name, name))
+        return found
 
     # -- one reservation ---------------------------------------------------------------------
     def _reservation(self, res: Reservation, ads: list[dict[str, Any]], out: Outcome) -> None:

@@ -60,6 +60,7 @@ class Timings:
     retry_delay_s: float = 5.0  # a failed boot attempt waits this long before exiting
     ssh_timeout_s: float = 20.0
     boot_timeout_s: float = 600.0  # one `pragma boot` call
+    orphan_check_s: float = 60.0  # how often the loop asks sites for clusters no reservation owns
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,12 @@ class Controller:
     def state_of(self, rid: str, site: str) -> State:
         return next(a.state for a in self.store.reservation(rid).allocations if a.site == site)
 
-    def wait_state(self, rid: str, site: str, target: State, timeout: float = 120) -> None:
-        self.wait(lambda: self.state_of(rid, site) is target, timeout, f"{rid}@{site} to be {target}")
+    def wait_state(
+        self, rid: str, site: str, target: State, timeout: float = 120, interval: float = 0.5
+    ) -> None:
+        self.wait(
+            lambda: self.state_of(rid, site) is target, timeout, f"{rid}@{site} to be {target}", interval
+        )
 
     def condor_q(self, *args: str) -> str:
         return subprocess.run(

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pcc.errors import CapacityError
+from pcc.errors import CapacityError, UserInputError
 from pcc.model import State
 from pcc.service import SiteRequest
 
@@ -247,3 +247,37 @@ def test_pcc_serve_killed_while_a_cluster_boots_converges_to_one_dag_and_one_clu
         second.terminate()
         second.wait(timeout=30)
     assert sites["a"].site.leftovers(rid) == []
+
+
+def test_a_cluster_no_reservation_accounts_for_is_flagged_as_an_orphan(
+    controller: Controller, sites: dict[str, SshSite]
+) -> None:
+    key = controller.user_key.with_suffix(".pub")
+    key.chmod(0o644)
+    site = sites["b"].site
+    stray_key = site.root / "stray.pub"
+    stray_key.write_text(key.read_text())
+    stray_key.chmod(0o644)
+    code, doc = site.pragma("boot", "tiny", "0", f"key={stray_key}", "cluster=stray")
+    assert code == 0, doc
+    try:
+        out = controller.reconciler.reconcile_once(check_sites=True)
+        assert ("b", "stray") in out.orphan_clusters
+        assert not any(site_name == "a" for site_name, _ in out.orphan_clusters)
+    finally:
+        site.pragma("clean", "stray")
+
+
+def test_an_image_the_site_does_not_have_is_rejected(controller: Controller) -> None:
+    now = time.time()
+    with pytest.raises(
+        UserInputError, match=r"unknown image 'centos7' at site a \(it has: tiny, tiny-legacy\)"
+    ):
+        controller.service.reserve(
+            "alice",
+            "centos7",
+            [SiteRequest("a", 1, 0.5)],
+            int(now + 600),
+            int(now + 900),
+            ssh_key=controller.user_public_key(),
+        )
