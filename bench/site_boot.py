@@ -22,42 +22,11 @@ sys.path.insert(0, str(REPO))
 
 from pcc.site.staging import create_overlay  # noqa: E402
 from tests.integration import site_env  # noqa: E402
+from tests.integration.controller_env import ssh_login  # noqa: E402
 
 
 def median(values: list[float]) -> str:
     return f"median {statistics.median(values):.2f} s ({', '.join(f'{v:.2f}' for v in values)})"
-
-
-def wait_ssh(private: Path, address: str, port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc = subprocess.run(
-            [
-                "timeout",
-                "5",
-                "ssh",
-                "-i",
-                str(private),
-                "-p",
-                str(port),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "LogLevel=ERROR",
-                f"root@{address}",
-                "true",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        if proc.returncode == 0:
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"no ssh on {address}:{port}")
 
 
 def bench_boot(site: site_env.Site, private: Path, public: Path, cpus: int, runs: int) -> None:
@@ -69,7 +38,7 @@ def bench_boot(site: site_env.Site, private: Path, public: Path, cpus: int, runs
         running = time.monotonic() - t0
         if code != 0:
             raise RuntimeError(doc)
-        wait_ssh(private, doc["result"]["public_ip"], doc["result"]["ssh_port"])
+        ssh_login(private, doc["result"]["public_ip"], doc["result"]["ssh_port"], "true", interval=0.05)
         to_ssh.append(time.monotonic() - t0)
         to_running.append(running)
         site.pragma("clean", cluster)

@@ -146,7 +146,9 @@ def chown_tree(path: Path, user: str) -> None:
             os.chown(p, entry.pw_uid, entry.pw_gid)
 
 
-def ssh_login(private: Path, address: str, port: int, command: str, timeout: float = 60) -> str:
+def ssh_login(
+    private: Path, address: str, port: int, command: str, timeout: float = 60, interval: float = 0.5
+) -> str:
     deadline = time.monotonic() + timeout
     last: Any = ""
     while time.monotonic() < deadline:
@@ -178,5 +180,5 @@ def ssh_login(private: Path, address: str, port: int, command: str, timeout: flo
         if proc.returncode == 0:
             return proc.stdout.strip()
         last = proc.stderr
-        time.sleep(0.5)
+        time.sleep(interval)
     raise AssertionError(f"ssh to {address}:{port} failed: {last}")

@@ -7,13 +7,13 @@ import hashlib
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from pcc.site.staging import backing_file
 
+from .controller_env import ssh_login as ssh
 from .site_env import REPO, TEST_IMAGE, Site
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
@@ -32,43 +32,6 @@ def keys(libvirt_site: Site) -> tuple[Path, Path]:
     (directory / "id_ed25519.pub").chmod(0o644)
     directory.chmod(0o755)
     return private, directory / "id_ed25519.pub"
-
-
-def ssh(private: Path, address: str, port: int, command: str, timeout: float = 60) -> str:
-    """Log in as root with the key, retrying while the guest's sshd comes up."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        proc = subprocess.run(
-            [
-                "ssh",
-                "-i",
-                str(private),
-                "-p",
-                str(port),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=5",
-                "-o",
-                "LogLevel=ERROR",
-                f"root@{address}",
-                command,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if proc.returncode == 0:
-            return proc.stdout.strip()
-        last = proc.stderr
-        time.sleep(0.5)
-    raise AssertionError(f"ssh to {address}:{port} failed: {last}")
 
 
 def image_digest() -> str:
