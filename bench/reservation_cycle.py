@@ -20,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+os.environ.setdefault("PCC_STATE_DIR", str(REPO / ".state"))  # the install `make` made
 
 from pcc.condor.adapter import CondorAdapter, use_pool  # noqa: E402
 from pcc.condor.pool import PersonalPool  # noqa: E402
