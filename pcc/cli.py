@@ -180,7 +180,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("apscheduler").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    for noisy in ("apscheduler", "paramiko"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     handler: Handler = args.handler
     try:
         return handler(args, out)
