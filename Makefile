@@ -14,7 +14,7 @@ export PCC_STATE_DIR := $(STATE)
 # stage disks and seeds, validate XML and check cloud-config), and the test image's build.
 APT_PACKAGES := patchelf util-linux debian-archive-keyring ca-certificates python3 python3-venv python3-dev \
   gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
-  qemu-utils genisoimage libxml2-utils cloud-init openssh-client openssh-server cpio tini
+  qemu-utils genisoimage libxml2-utils cloud-init openssh-client openssh-server cpio tini prometheus
 
 CONSTRAINTS := $(STATE)/constraints.txt
 VENV_STAMP := $(VENV)/.pcc-installed

@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pcc import metrics
+from pcc.calendar import Booking, peak_usage
 from pcc.condor.adapter import CondorAdapter, JobStatus
 from pcc.dag import JobEnvironment, submit_reservation
 from pcc.errors import PccError
-from pcc.model import TERMINAL, TRANSITIONS, Allocation, Reservation, State
+from pcc.model import HOLDING, TERMINAL, TRANSITIONS, Allocation, Reservation, State
+from pcc.probes import DOWN, UP, Probe, advertise, probe_sites, site_ad
 from pcc.settings import Settings, SiteEntry
 from pcc.sitelink import run_pragma
 from pcc.store import Store
@@ -62,6 +65,7 @@ class Outcome:
     transitions: int = 0
     orphans: list[int] = field(default_factory=list)  # DAG clusters with no reservation
     orphan_clusters: list[tuple[str, str]] = field(default_factory=list)  # (site, cluster)
+    probes: list[Probe] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -83,8 +87,9 @@ class Reconciler:
         )
 
     last_site_check: float = 0.0
+    last_probe: float = float("-inf")
 
-    def reconcile_once(self, check_sites: bool | None = None) -> Outcome:
+    def reconcile_once(self, check_sites: bool | None = None, probe: bool | None = None) -> Outcome:
         """One pass; lets no exception escape (a failed step is retried by the next pass).
         Every ``orphan_check_s`` (or when ``check_sites``) it also asks each site for its
         clusters, to flag those no live reservation accounts for."""
@@ -94,6 +99,7 @@ class Reconciler:
             ads = self.condor.query("PccReservation =!= undefined || JobUniverse == 7", PROJECTION)
         except PccError as exc:
             log.warning("reconcile: schedd query failed: %s; next pass retries", exc)
+            metrics.RECONCILE_ERRORS.inc()
             return Outcome(ok=False, seconds=time.monotonic() - t0, errors=[str(exc)])
         out.jobs = len(ads)
         by_res: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -124,6 +130,10 @@ class Reconciler:
                     ad["ClusterId"],
                     ad.get("PccReservation"),
                 )
+        if probe or (probe is None and time.monotonic() - self.last_probe >= self.settings.timings.probe_s):
+            self.last_probe = time.monotonic()
+            out.probes = self._probe_sites()
+        self._export(ads, out, time.monotonic() - t0)
         due = time.monotonic() - self.last_site_check >= self.settings.timings.orphan_check_s
         if check_sites or (check_sites is None and due and self.settings.sites):
             self.last_site_check = time.monotonic()
@@ -131,6 +141,67 @@ class Reconciler:
         out.seconds = time.monotonic() - t0
         log.debug("reconcile: %s", out)
         return out
+
+    def _probe_sites(self) -> list[Probe]:
+        """Probe every site, record health (changes are events), refresh the image catalog
+        the service checks reservations against, and publish the sites' collector ads."""
+        sites = {s.name: s for s in self.settings.sites}
+        found = probe_sites(list(sites.values()), self.settings.timings.ssh_timeout_s)
+        ads = []
+        for p in found:
+            before = self.store.record_health(p.site, p.health, p.reason, p.time, p.seconds)
+            if before is not None:
+                log.log(
+                    logging.WARNING if p.health != UP else logging.INFO,
+                    "site %s: %s -> %s%s",
+                    p.site,
+                    before or "unknown",
+                    p.health,
+                    f" ({p.reason})" if p.reason else "",
+                )
+            if p.images is not None:
+                self.store.set_site_images(p.site, p.images)
+            ads.append(site_ad(sites[p.site], p))
+            metrics.SITE_UP.labels(p.site).set(0 if p.health == DOWN else 1)
+            metrics.SITE_HEALTHY.labels(p.site).set(1 if p.health == UP else 0)
+            metrics.SITE_PROBE_SECONDS.labels(p.site).set(p.seconds)
+            if p.health != DOWN:
+                metrics.SITE_LAST_SUCCESS.labels(p.site).set(p.time)
+                for kind in ("total", "free", "reserved"):
+                    metrics.SITE_CPUS.labels(p.site, kind).set(p.check.get("cpus", {}).get(kind, 0))
+                    metrics.SITE_MEMORY.labels(p.site, kind).set(
+                        p.check.get("memory_mb", {}).get(kind, 0) * 1024 * 1024
+                    )
+        try:
+            known = self.condor.collector_names("PccSite")
+            advertise(ads, sorted(set(known) - set(sites)))
+        except Exception as exc:  # the collector's trouble must not stop the loop
+            log.warning("cannot publish site ads: %s", exc)
+        return found
+
+    def _export(self, ads: list[dict[str, Any]], out: Outcome, seconds: float) -> None:
+        """Refresh the gauges that describe the store and the queue."""
+        metrics.RECONCILE_SECONDS.observe(seconds)
+        if not out.ok:
+            metrics.RECONCILE_ERRORS.inc()
+        metrics.QUEUE_JOBS.set(len(ads))
+        allocs: dict[str, int] = dict.fromkeys((s.value for s in State), 0)
+        reservations: dict[str, int] = dict.fromkeys((s.value for s in State), 0)
+        now = time.time()
+        next_day: dict[str, list[Booking]] = {s.name: [] for s in self.settings.sites}
+        for res in self.store.reservations():
+            reservations[res.state.value] += 1
+            for a in res.allocations:
+                allocs[a.state.value] += 1
+                if a.state in HOLDING and a.site in next_day:
+                    next_day[a.site].append(Booking(res.begin, res.end, a.cpus, a.memory_gb))
+        for state, n in allocs.items():
+            metrics.ALLOCATIONS.labels(state).set(n)
+        for state, n in reservations.items():
+            metrics.RESERVATIONS.labels(state).set(n)
+        for site, bookings in next_day.items():
+            peak, _, _ = peak_usage(bookings, int(now), int(now + 86400), lambda b: b.cpus)
+            metrics.SITE_CPUS_NEXT_DAY.labels(site).set(peak)
 
     def _orphan_clusters(self, by_res: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:
         """Clusters at the sites that no live reservation (or running teardown) accounts for.

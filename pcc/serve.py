@@ -113,6 +113,11 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
             max_instances=1,
             coalesce=True,
         )
+        if settings.metrics_port:
+            from pcc.metrics import serve_metrics
+
+            serve_metrics(settings.metrics_port)
+            log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
         scheduler.start()
         run_pass(reconciler)
         log.info(

@@ -61,6 +61,7 @@ class Timings:
     ssh_timeout_s: float = 20.0
     boot_timeout_s: float = 600.0  # one `pragma boot` call
     orphan_check_s: float = 60.0  # how often the loop asks sites for clusters no reservation owns
+    probe_s: float = 30.0  # how often every site's health is probed (`pragma check`)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Settings:
     timings: Timings = field(default_factory=Timings)
     sites: tuple[SiteEntry, ...] = ()
     config_file: Path | None = None
+    metrics_port: int = 9464  # /metrics on 127.0.0.1; 0 turns it off
 
     @classmethod
     def from_env(cls, state_dir: Path | None = None, config: Path | None = None) -> Settings:
@@ -110,7 +112,10 @@ class Settings:
         names = [s.name for s in sites]
         if len(set(names)) != len(names):
             raise top.fail("sites", f"site names must be unique, got {names}")
+        metrics = top.sub("metrics", required=False)
+        metrics_port = metrics.get("port", int, 9464) if metrics is not None else 9464
         return cls(
+            metrics_port=metrics_port,
             state_dir=state,
             external_condor_config=external,
             poll_seconds=values["reconcile_s"],
@@ -133,7 +138,9 @@ class Settings:
                 raise ConfigError(f"PCC_POLL_SECONDS: not a number: {env!r}") from None
             if poll <= 0:
                 raise ConfigError(f"PCC_POLL_SECONDS: must be > 0, got {env!r}")
-        return Settings(self.state_dir, external, poll, self.timings, self.sites, self.config_file)
+        return Settings(
+            self.state_dir, external, poll, self.timings, self.sites, self.config_file, self.metrics_port
+        )
 
     @property
     def embedded(self) -> bool:

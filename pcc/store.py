@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
+from pcc import metrics
 from pcc.errors import UserInputError
 from pcc.model import HOLDING, Allocation, Event, Reservation, State, User, check_transition
 from pcc.settings import SiteEntry
@@ -90,6 +91,18 @@ class Store:
             db["allocations"].create_index(["reservation", "site"], unique=True)
         if "site_images" not in db.table_names():
             db["site_images"].create({"site": str, "images": str, "updated": float}, pk="site")
+        if "site_health" not in db.table_names():
+            db["site_health"].create(
+                {
+                    "site": str,
+                    "health": str,
+                    "reason": str,
+                    "last_probe": float,
+                    "last_good": float,
+                    "probe_seconds": float,
+                },
+                pk="site",
+            )
         if "events" not in db.table_names():
             db["events"].create(
                 {
@@ -154,6 +167,40 @@ class Store:
         if not rows or (max_age is not None and time.time() - rows[0]["updated"] > max_age):
             return None
         return list(json.loads(rows[0]["images"]))
+
+    def record_health(self, site: str, health: str, reason: str, when: float, seconds: float) -> str | None:
+        """Store a probe's verdict; a change of health is an event. Returns the previous
+        health when it changed (``""`` for a site's first probe), else None."""
+        rows = list(self.db["site_health"].rows_where("site = ?", [site]))
+        before = rows[0]["health"] if rows else ""
+        last_good = when if health != "down" else (rows[0]["last_good"] if rows else None)
+        with self.db.conn:
+            self.db["site_health"].upsert(
+                {
+                    "site": site,
+                    "health": health,
+                    "reason": reason,
+                    "last_probe": when,
+                    "last_good": last_good,
+                    "probe_seconds": seconds,
+                },
+                pk="site",
+            )
+            if before != health:
+                self.db["events"].insert(
+                    {
+                        "time": when,
+                        "reservation": "",
+                        "site": site,
+                        "from_state": before,
+                        "to_state": health,
+                        "why": reason or "probe answered",
+                    }
+                )
+        return before if before != health else None
+
+    def site_health(self) -> dict[str, dict[str, Any]]:
+        return {r["site"]: r for r in self.db["site_health"].rows}
 
     # -- reservations ------------------------------------------------------------------------
     def next_id(self) -> tuple[str, int]:
@@ -305,6 +352,7 @@ class Store:
                         "why": why,
                     }
                 )
+                metrics.TRANSITIONS.labels(current.value, target.value).inc()
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

@@ -141,6 +141,16 @@ class CondorAdapter:
             raise CondorError(f"history query failed: {exc}") from exc
         return [_plain(ad, proj or None) for ad in ads]
 
+    def collector_names(self, my_type: str) -> list[str]:
+        """Names of the collector's ads of a custom ``MyType`` (e.g. PCC's site ads)."""
+        try:
+            ads = htcondor2.Collector().query(
+                htcondor2.AdType.Any, constraint=f"MyType == {classad2.quote(my_type)}", projection=["Name"]
+            )
+        except htcondor2.HTCondorException as exc:
+            raise CondorError(f"collector query failed: {exc}") from exc
+        return [str(ad["Name"]) for ad in ads if "Name" in ad]
+
     # -- change ----------------------------------------------------------------------------
     def edit(self, job: JobSpec, attr: str, value: Any, forward: bool = False) -> int:
         """Set ``attr`` on the matching jobs; with ``forward`` a running job's starter sees

@@ -71,6 +71,15 @@ class Controller:
             check=True,
         ).stdout
 
+    def condor_status(self, *args: str) -> str:
+        return subprocess.run(
+            [str(self.pool.bin_dir / "condor_status"), *args],
+            env=self.pool.client_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
     def user_public_key(self) -> str:
         return Path(f"{self.user_key}.pub").read_text()
 

@@ -281,3 +281,36 @@ def test_an_image_the_site_does_not_have_is_rejected(controller: Controller) -> 
             int(now + 900),
             ssh_key=controller.user_public_key(),
         )
+
+
+def test_probes_record_site_health_publish_site_ads_and_metrics_that_promtool_accepts(
+    controller: Controller, tmp_path: Path
+) -> None:
+    import classad2
+    import htcondor2
+    from prometheus_client import generate_latest
+
+    from pcc.metrics import REGISTRY
+
+    gone = classad2.ClassAd({"MyType": "PccSite", "Name": "gone", "PccHealth": "up"})
+    htcondor2.Collector().advertise([gone], "UPDATE_AD_GENERIC")  # a site since removed from the config
+    out = controller.reconciler.reconcile_once(probe=True)
+    assert {p.site: p.health for p in out.probes} == {"a": "up", "b": "up", "c": "down"}
+    health = controller.store.site_health()
+    assert health["c"]["health"] == "down" and "cannot reach 127.0.0.4:2222" in health["c"]["reason"]
+    assert any(e.site == "c" and e.to_state == "down" for e in controller.store.events())
+
+    rows = controller.condor_status(
+        "-any", "-constraint", 'MyType == "PccSite"', "-af", "Name", "PccHealth", "PccFreeCpus"
+    )
+    sites = {line.split()[0]: line.split()[1:] for line in rows.splitlines()}
+    assert sites["a"][0] == "up" and int(sites["a"][1]) <= 4
+    assert sites["c"][0] == "down" and "gone" not in sites
+
+    exposition = generate_latest(REGISTRY).decode()
+    assert 'pcc_site_up{site="c"} 0.0' in exposition and 'pcc_site_up{site="a"} 1.0' in exposition
+    (tmp_path / "metrics.txt").write_text(exposition)
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

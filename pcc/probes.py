@@ -1,0 +1,116 @@
+"""Site health probes: `pragma check --json` at every site, in parallel with bounded
+concurrency and a hard timeout per site, so one hung site never delays the others or the
+loop. Also the site ads (``MyType = "PccSite"``) advertised to the HTCondor collector."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from pcc.errors import PccError
+from pcc.settings import SiteEntry
+from pcc.sitelink import run_pragma
+
+log = logging.getLogger(__name__)
+
+UP, DEGRADED, DOWN = "up", "degraded", "down"
+
+
+@dataclass(frozen=True)
+class Probe:
+    site: str
+    health: str  # up | degraded | down
+    reason: str
+    seconds: float
+    time: float
+    check: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images(self) -> list[str] | None:
+        repo = self.check.get("repository", {})
+        return list(repo["images"]) if "images" in repo else None
+
+
+def classify(site: str, check: dict[str, Any] | None, error: str, seconds: float, now: float) -> Probe:
+    """A `pragma check` answer (or the failure to get one) as a health state."""
+    if check is None:
+        return Probe(site, DOWN, error or "no answer", seconds, now)
+    problems = check.get("problems") or []
+    if check.get("ok") and not problems:
+        return Probe(site, UP, "", seconds, now, check)
+    return Probe(site, DEGRADED, "; ".join(problems) or "the site reports a problem", seconds, now, check)
+
+
+def probe_one(site: SiteEntry, timeout: float) -> Probe:
+    t0 = time.monotonic()
+    try:
+        result = run_pragma(site, ["check"], timeout=timeout, connect_timeout=timeout)
+        check = result.result if result.ok and isinstance(result.result, dict) else None
+        return classify(site.name, check, result.error, time.monotonic() - t0, time.time())
+    except PccError as exc:
+        return classify(site.name, None, str(exc), time.monotonic() - t0, time.time())
+
+
+def probe_sites(sites: Sequence[SiteEntry], timeout: float, max_workers: int = 8) -> list[Probe]:
+    """Probe all sites; a site that has not answered within ``timeout`` (plus a second of
+    grace) is ``down`` and the pass goes on without waiting for it."""
+    if not sites:
+        return []
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(sites))), thread_name_prefix="probe")
+    t0 = time.monotonic()
+    futures = {pool.submit(probe_one, site, timeout): site for site in sites}
+    done, _ = wait(futures, timeout=timeout + 1.0)
+    out = []
+    for future, site in futures.items():
+        if future in done:
+            out.append(future.result())
+        else:
+            out.append(
+                Probe(site.name, DOWN, f"no answer within {timeout:g} s", time.monotonic() - t0, time.time())
+            )
+    pool.shutdown(wait=False, cancel_futures=True)  # hung probes finish (or time out) on their own
+    return out
+
+
+def site_ad(site: SiteEntry, probe: Probe) -> dict[str, Any]:
+    """The collector ad of a site (plain values; the advertiser makes the ClassAd)."""
+    check = probe.check
+    cpus = check.get("cpus", {})
+    memory = check.get("memory_mb", {})
+    return {
+        "MyType": "PccSite",
+        "Name": site.name,
+        "PccHealth": probe.health,
+        "PccHealthReason": probe.reason,
+        "PccTotalCpus": int(cpus.get("total", site.cpus)),
+        "PccFreeCpus": int(cpus.get("free", 0)),
+        "PccTotalMemoryMb": int(memory.get("total", site.memory_gb * 1024)),
+        "PccFreeMemoryMb": int(memory.get("free", 0)),
+        "PccVersion": str(check.get("pragma_version", "")),
+        "PccDeploymentType": str(check.get("deployment_type", site.deployment_type)),
+        "PccEnt": bool(check.get("ent_enabled", site.ent)),
+        "PccLastProbe": int(probe.time),
+    }
+
+
+def advertise(ads: Sequence[dict[str, Any]], removed: Sequence[str]) -> None:
+    """Publish site ads to the collector and invalidate those of sites no longer configured."""
+    import classad2
+    import htcondor2
+
+    collector = htcondor2.Collector()
+    if ads:
+        collector.advertise([classad2.ClassAd(ad) for ad in ads], "UPDATE_AD_GENERIC")
+    for name in removed:
+        query = classad2.ClassAd(
+            {
+                "MyType": "Query",
+                "TargetType": "PccSite",
+                "Requirements": classad2.ExprTree(f"Name == {classad2.quote(name)}"),
+            }
+        )
+        collector.advertise([query], "INVALIDATE_ADS_GENERIC")
