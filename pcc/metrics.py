@@ -59,7 +59,47 @@ RECONCILE_SECONDS = Histogram(
     registry=REGISTRY,
 )
 RECONCILE_ERRORS = Counter("pcc_reconcile_errors_total", "Reconcile passes that failed", registry=REGISTRY)
+BOOT_SECONDS = Histogram(
+    "pcc_boot_duration_seconds",
+    "From an allocation's boot start to its cluster running",
+    ["site"],
+    buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+TEARDOWN_DELAY = Histogram(
+    "pcc_teardown_delay_seconds",
+    "From a reservation's end to its cluster torn down",
+    ["site"],
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800),
+    registry=REGISTRY,
+)
+BOOT_FAILURES = Counter(
+    "pcc_boot_failures_total",
+    "Allocations that failed to boot, by site and kind of reason",
+    ["site", "reason"],
+    registry=REGISTRY,
+)
+SCHEDD_QUERY_SECONDS = Histogram(
+    "pcc_schedd_query_duration_seconds",
+    "Duration of the loop's schedd query",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+    registry=REGISTRY,
+)
 QUEUE_JOBS = Gauge("pcc_condor_queue_jobs", "PCC's jobs in the HTCondor queue", registry=REGISTRY)
+
+
+def failure_kind(reason: str) -> str:
+    """A bounded label for a failure's reason text."""
+    text = reason.lower()
+    for kind, words in (
+        ("unreachable", ("cannot reach", "ssh to", "did not finish", "unreachable")),
+        ("capacity", ("not enough", "short of", "no free")),
+        ("held", ("held",)),
+        ("site_tool", ("site ",)),
+    ):
+        if any(w in text for w in words):
+            return kind
+    return "other"
 
 
 def serve_metrics(port: int, address: str = "127.0.0.1") -> None:

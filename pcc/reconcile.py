@@ -96,7 +96,8 @@ class Reconciler:
         t0 = time.monotonic()
         out = Outcome()
         try:
-            ads = self.condor.query("PccReservation =!= undefined || JobUniverse == 7", PROJECTION)
+            with metrics.SCHEDD_QUERY_SECONDS.time():
+                ads = self.condor.query("PccReservation =!= undefined || JobUniverse == 7", PROJECTION)
         except PccError as exc:
             log.warning("reconcile: schedd query failed: %s; next pass retries", exc)
             metrics.RECONCILE_ERRORS.inc()
@@ -378,7 +379,23 @@ class Reconciler:
         for step in steps:
             if self.store.transition(alloc.id, step, why):
                 out.transitions += 1
+                self._observe(alloc, step)
                 log.info("reservation %s site %s: %s (%s)", alloc.reservation, alloc.site, step, why)
+
+    def _observe(self, alloc: Allocation, step: State) -> None:
+        """Boot duration (booting -> running) and teardown delay (end -> stopped)."""
+        now = time.time()
+        if step is State.RUNNING:
+            started = [
+                e.time
+                for e in self.store.events(alloc.reservation)
+                if e.site == alloc.site and e.to_state == State.BOOTING.value
+            ]
+            if started:
+                metrics.BOOT_SECONDS.labels(alloc.site).observe(now - started[-1])
+        elif step is State.STOPPED:
+            end = self.store.reservation(alloc.reservation).end
+            metrics.TEARDOWN_DELAY.labels(alloc.site).observe(max(0.0, now - end))
 
     def _fail(self, alloc: Allocation, reason: str, out: Outcome) -> None:
         assert alloc.id is not None
@@ -386,4 +403,5 @@ class Reconciler:
             return
         if self.store.transition(alloc.id, State.FAILED, reason, reason=reason):
             out.transitions += 1
+            metrics.BOOT_FAILURES.labels(alloc.site, metrics.failure_kind(reason)).inc()
             log.warning("reservation %s site %s: failed: %s", alloc.reservation, alloc.site, reason)
