@@ -25,7 +25,6 @@ from pcc.model import State
 from pcc.service import SiteRequest
 
 from .controller_env import Controller
-from .site_env import VENV_BIN
 from .ssh_sites import SshSite
 
 pytestmark = [pytest.mark.condor, pytest.mark.libvirt, pytest.mark.slow]
