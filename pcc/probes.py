@@ -55,15 +55,18 @@ def probe_one(site: SiteEntry, timeout: float) -> Probe:
         return classify(site.name, None, str(exc), time.monotonic() - t0, time.time())
 
 
-def probe_sites(sites: Sequence[SiteEntry], timeout: float, max_workers: int = 8) -> list[Probe]:
-    """Probe all sites; a site that has not answered within ``timeout`` (plus a second of
-    grace) is ``down`` and the pass goes on without waiting for it."""
+def probe_sites(sites: Sequence[SiteEntry], timeout: float, max_workers: int = 64) -> list[Probe]:
+    """Probe all sites, at most ``max_workers`` at once. Each probe is bounded by ``timeout``;
+    a site still silent when its turn's time is up (plus a second of grace) is ``down``, and
+    the pass goes on without waiting for it."""
     if not sites:
         return []
-    pool = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(sites))), thread_name_prefix="probe")
+    workers = max(1, min(max_workers, len(sites)))
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
     t0 = time.monotonic()
     futures = {pool.submit(probe_one, site, timeout): site for site in sites}
-    done, _ = wait(futures, timeout=timeout + 1.0)
+    rounds = -(-len(sites) // workers)  # queued probes get their own full timeout
+    done, _ = wait(futures, timeout=rounds * timeout + 1.0)
     out = []
     for future, site in futures.items():
         if future in done:
