@@ -33,6 +33,7 @@ SCHEDULER_UNIVERSE = 7
 PROJECTION = [
     "ClusterId",
     "ProcId",
+    "QDate",
     "JobStatus",
     "JobUniverse",
     "JobBatchName",
@@ -243,13 +244,20 @@ class Reconciler:
 
     # -- one reservation ---------------------------------------------------------------------
     def _reservation(self, res: Reservation, ads: list[dict[str, Any]], out: Outcome) -> None:
+        # Jobs older than the reservation belong to someone else with the same id (another
+        # controller on this pool, or a store that was reset): never adopt them.
+        ads = [a for a in ads if (a.get("QDate") or 0) >= res.created - 5]
         dag_ads = [a for a in ads if a.get("JobUniverse") == SCHEDULER_UNIVERSE]
         dag = res.dag_cluster
         if dag is None and dag_ads:  # submitted, but the store never heard: adopt it
             dag = int(dag_ads[0]["ClusterId"])
             self.store.set_dag(res.id, dag)
         if dag is None and not res.cancelled:
-            found = self.condor.history(f'JobBatchName == "{res.id}" && JobUniverse == 7', ["ClusterId"], 1)
+            found = self.condor.history(
+                f'JobBatchName == "{res.id}" && JobUniverse == 7 && QDate >= {res.created - 5}',
+                ["ClusterId"],
+                1,
+            )
             if found:
                 dag = int(found[0]["ClusterId"])
             else:

@@ -314,3 +314,40 @@ def test_probes_record_site_health_publish_site_ads_and_metrics_that_promtool_ac
         ["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_reset_store_never_adopts_an_older_dag_with_the_same_reservation_id(
+    controller: Controller, tmp_path: Path
+) -> None:
+    from pcc.reconcile import Reconciler
+    from pcc.service import Service
+    from pcc.store import Store
+
+    old = controller.store.reservation("r00001")  # the module's first reservation, long finished
+    assert old.dag_cluster is not None
+    fresh = Store(tmp_path / "reset.db")
+    fresh.set_site_images("a", ["tiny"])
+    service = Service(controller.settings, fresh)
+    now = time.time()
+    res = service.reserve(
+        "alice",
+        "tiny",
+        [SiteRequest("a", 1, 0.5)],
+        int(now + 600),
+        int(now + 900),
+        ssh_key=controller.user_public_key(),
+    )
+    assert res.id == "r00001"
+    reconciler = Reconciler(
+        controller.settings,
+        fresh,
+        controller.reconciler.condor,
+        controller.reconciler.env,
+        controller.reconciler.dag_owner,
+    )
+    assert reconciler.reconcile_once(probe=False, check_sites=False).submitted == ["r00001"]
+    new_dag = fresh.reservation(res.id).dag_cluster
+    assert new_dag is not None and new_dag != old.dag_cluster
+    service.cancel(res.id)
+    reconciler.reconcile_once(probe=False, check_sites=False)
+    assert fresh.reservation(res.id).allocations[0].state is State.CANCELLED
