@@ -1,4 +1,4 @@
-"""Measure the reconcile pass with site probes: 1 real site (sshd + `pragma check` on
+"""Measure the reconcile pass and the site-probe job: 1 real site (sshd + `pragma check` on
 127.0.0.7), then 50 sites of which 49 are loopback addresses that refuse connections or
 accept and never answer (hang). Prints figures; it is not a test.
 

@@ -88,12 +88,12 @@ class Reconciler:
         )
 
     last_site_check: float = 0.0
-    last_probe: float = float("-inf")
 
-    def reconcile_once(self, check_sites: bool | None = None, probe: bool | None = None) -> Outcome:
+    def reconcile_once(self, check_sites: bool | None = None, probe: bool = False) -> Outcome:
         """One pass; lets no exception escape (a failed step is retried by the next pass).
         Every ``orphan_check_s`` (or when ``check_sites``) it also asks each site for its
-        clusters, to flag those no live reservation accounts for."""
+        clusters, to flag those no live reservation accounts for; with ``probe`` it also runs
+        the site health probes (:meth:`probe_sites`)."""
         t0 = time.monotonic()
         out = Outcome()
         try:
@@ -132,9 +132,8 @@ class Reconciler:
                     ad["ClusterId"],
                     ad.get("PccReservation"),
                 )
-        if probe or (probe is None and time.monotonic() - self.last_probe >= self.settings.timings.probe_s):
-            self.last_probe = time.monotonic()
-            out.probes = self._probe_sites()
+        if probe:  # `pcc serve` probes in a job of its own, so hung sites never delay a pass
+            out.probes = self.probe_sites()
         self._export(ads, out, time.monotonic() - t0)
         due = time.monotonic() - self.last_site_check >= self.settings.timings.orphan_check_s
         if check_sites or (check_sites is None and due and self.settings.sites):
@@ -144,7 +143,7 @@ class Reconciler:
         log.debug("reconcile: %s", out)
         return out
 
-    def _probe_sites(self) -> list[Probe]:
+    def probe_sites(self) -> list[Probe]:
         """Probe every site, record health (changes are events), refresh the image catalog
         the service checks reservations against, and publish the sites' collector ads."""
         sites = {s.name: s for s in self.settings.sites}

@@ -8,6 +8,7 @@ import os
 import pwd
 import signal
 import threading
+from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -112,6 +113,18 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
             id="reconcile",
             max_instances=1,
             coalesce=True,
+        )
+        # Site probes run beside the loop (own store connection), each bounded by the SSH
+        # timeout, so a hung site delays neither the other sites nor a reconcile pass.
+        prober = reconciler_for(settings, Store(settings.database), owner)
+        scheduler.add_job(
+            prober.probe_sites,
+            "interval",
+            seconds=settings.timings.probe_s,
+            id="probe",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
         )
         if settings.metrics_port:
             from pcc.metrics import serve_metrics
