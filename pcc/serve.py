@@ -16,6 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.pool import PersonalPool
 from pcc.dag import JobEnvironment, default_pcc_job
+from pcc.notify import Notifier
 from pcc.reconcile import Outcome, Reconciler
 from pcc.settings import Settings
 from pcc.store import Store
@@ -111,6 +112,15 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
             args=[reconciler],
             seconds=settings.poll_seconds,
             id="reconcile",
+            max_instances=1,
+            coalesce=True,
+        )
+        notifier = Notifier(settings, Store(settings.database))
+        scheduler.add_job(
+            notifier.send_due,
+            "interval",
+            seconds=max(settings.poll_seconds, 5.0),
+            id="notify",
             max_instances=1,
             coalesce=True,
         )

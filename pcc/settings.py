@@ -9,6 +9,7 @@ for root and ``~/.local/state/pcc`` otherwise. ``$PCC_CONDOR_CONFIG`` and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,18 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class NotifyConfig:
+    """Where notices go: SMTP (users' email addresses) and/or a webhook; both off by default."""
+
+    smtp_host: str = ""
+    smtp_port: int = 25
+    sender: str = "pcc@localhost"
+    webhook: str = ""
+    ending_minutes: float = 15.0
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """What every command needs to know before it does anything."""
 
@@ -76,6 +89,7 @@ class Settings:
     sites: tuple[SiteEntry, ...] = ()
     config_file: Path | None = None
     metrics_port: int = 9464  # /metrics on 127.0.0.1; 0 turns it off
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     @classmethod
     def from_env(cls, state_dir: Path | None = None, config: Path | None = None) -> Settings:
@@ -112,9 +126,24 @@ class Settings:
         names = [s.name for s in sites]
         if len(set(names)) != len(names):
             raise top.fail("sites", f"site names must be unique, got {names}")
+        notify_reader = top.sub("notify", required=False)
+        notify = NotifyConfig()
+        if notify_reader is not None:
+            webhook = notify_reader.get("webhook", str, "")
+            if webhook and not webhook.startswith(("http://", "https://")):
+                raise notify_reader.fail("webhook", f"not an http(s) URL: {webhook!r}")
+            notify = NotifyConfig(
+                smtp_host=notify_reader.get("smtp_host", str, ""),
+                smtp_port=notify_reader.get("smtp_port", int, 25),
+                sender=notify_reader.get("from", str, "pcc@localhost"),
+                webhook=webhook,
+                ending_minutes=notify_reader.get("ending_minutes", float, 15.0),
+                timeout_s=notify_reader.get("timeout_s", float, 5.0),
+            )
         metrics = top.sub("metrics", required=False)
         metrics_port = metrics.get("port", int, 9464) if metrics is not None else 9464
         return cls(
+            notify=notify,
             metrics_port=metrics_port,
             state_dir=state,
             external_condor_config=external,
@@ -138,9 +167,7 @@ class Settings:
                 raise ConfigError(f"PCC_POLL_SECONDS: not a number: {env!r}") from None
             if poll <= 0:
                 raise ConfigError(f"PCC_POLL_SECONDS: must be > 0, got {env!r}")
-        return Settings(
-            self.state_dir, external, poll, self.timings, self.sites, self.config_file, self.metrics_port
-        )
+        return dataclasses.replace(self, external_condor_config=external, poll_seconds=poll)
 
     @property
     def embedded(self) -> bool:

@@ -103,6 +103,11 @@ class Store:
                 },
                 pk="site",
             )
+        if "notices" not in db.table_names():
+            db["notices"].create(
+                {"reservation": str, "site": str, "kind": str, "channel": str, "sent": float},
+                pk=("reservation", "site", "kind", "channel"),
+            )
         if "events" not in db.table_names():
             db["events"].create(
                 {
@@ -201,6 +206,20 @@ class Store:
 
     def site_health(self) -> dict[str, dict[str, Any]]:
         return {r["site"]: r for r in self.db["site_health"].rows}
+
+    def notice_sent(self, reservation: str, site: str, kind: str, channel: str) -> bool:
+        return bool(
+            self.db["notices"].count_where(
+                "reservation = ? and site = ? and kind = ? and channel = ?",
+                [reservation, site, kind, channel],
+            )
+        )
+
+    def mark_notice(self, reservation: str, site: str, kind: str, channel: str) -> None:
+        self.db["notices"].insert(
+            {"reservation": reservation, "site": site, "kind": kind, "channel": channel, "sent": time.time()},
+            ignore=True,
+        )
 
     # -- reservations ------------------------------------------------------------------------
     def next_id(self) -> tuple[str, int]:
