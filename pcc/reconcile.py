@@ -322,6 +322,9 @@ class Reconciler:
         held = next((a for a in boot if a.get("JobStatus") == JobStatus.HELD), None)
         if held is not None:
             self._fail(alloc, f"boot job held: {held.get('HoldReason', '')}", out)
+            # A held node would stall its DAG for good: remove it, so DAGMan counts the node
+            # as failed, the other sites go on, and the FINAL node tears down in the end.
+            self.condor.remove(f"{held['ClusterId']}.{held['ProcId']}", "boot could not start in time")
             return
         if hold:
             ad = hold[0]
