@@ -299,8 +299,13 @@ class LibvirtDriver(Driver):
         out = []
         for dom in self._domains(cluster):
             meta = self._metadata(dom) or {}
-            state_code, _reason = self._call("read state", dom.state)
-            info = self._call("read info", dom.info)
+            try:
+                state_code, _reason = dom.state()
+                info = dom.info()
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue  # undefined by a concurrent clean while we listed
+                raise DriverError(f"libvirt: read {dom.name()}: {exc.get_error_message()}") from None
             state = table.get(state_code, NodeState.UNKNOWN)
             console = self._console_log(dom)
             if state is NodeState.RUNNING and self.ready_marker is not None and not self._ready(console):
@@ -344,7 +349,7 @@ class LibvirtDriver(Driver):
     def shutdown(self, cluster: str) -> int:
         stopped = 0
         for dom in self._domains(cluster):
-            if dom.isActive():
+            if self._call("read state", dom.isActive):
                 self._call(f"destroy {dom.name()}", dom.destroy)
                 stopped += 1
         return stopped
@@ -352,7 +357,7 @@ class LibvirtDriver(Driver):
     def clean(self, cluster: str) -> int:
         removed = 0
         for dom in self._domains(cluster):
-            if dom.isActive():
+            if self._call("read state", dom.isActive):
                 self._call(f"destroy {dom.name()}", dom.destroy)
             flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
             self._call(f"undefine {dom.name()}", dom.undefineFlags, flags)

@@ -27,7 +27,7 @@ from pcc.errors import PccError, PermanentError, UserInputError
 from pcc.settings import Settings
 from pcc.sitelink import run_pragma
 
-ATTR_NAME = re.compile(r"^Pcc[A-Za-z0-9]{1,60}$")
+ATTR_NAME = re.compile(r"^Pcc[A-Za-z0-9]{1,60}\Z")
 LOCAL_UNIVERSE = 12
 log = logging.getLogger("pcc.job")
 
@@ -174,8 +174,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
     site = settings.site(args.site)
     identity = JobIdentity.from_environment()
     last: dict[str, Any] = {}
+    end = 0
     while True:
-        end = int(own_ad(identity, ["PccEnd"]).get("PccEnd") or 0)
+        try:  # a schedd briefly away must not end the watch (and tear the cluster down)
+            end = int(own_ad(identity, ["PccEnd"]).get("PccEnd") or end)
+        except Exception as exc:
+            log.warning(
+                "reservation %s: cannot read this job's ad (%s); keeping end %d", args.reservation, exc, end
+            )
+            if not end:
+                time.sleep(settings.timings.watch_poll_s)
+                continue
         now = time.time()
         if now >= end:
             publish_values({"PccState": "ending", "PccMessage": "the reservation ended"}, identity)
@@ -199,8 +208,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
         except PccError as exc:
             update = {"PccMessage": f"site unreachable: {exc}"[:500]}
         if update != last:
-            publish_values(update, identity)
-            last = update
+            try:
+                publish_values(update, identity)
+                last = update
+            except Exception as exc:
+                log.warning(
+                    "reservation %s: cannot publish status (%s); next poll retries", args.reservation, exc
+                )
         time.sleep(max(0.5, min(args.poll or settings.timings.watch_poll_s, end - time.time())))
 
 

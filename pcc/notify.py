@@ -115,7 +115,7 @@ class Notifier:
                     continue
                 try:
                     done = self._email(notice) if channel == "email" else self._webhook(notice)
-                except (OSError, smtplib.SMTPException) as exc:
+                except Exception as exc:  # one bad notice or channel must not stop the others
                     log.warning(
                         "reservation %s: %s notice %r failed: %s; retried later",
                         notice.reservation,

@@ -70,6 +70,21 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
 
 
+def shortest_path(current: State, target: State) -> list[State]:
+    """The fewest allowed transitions from ``current`` to ``target`` (breadth first)."""
+    paths: dict[State, list[State]] = {current: []}
+    frontier = [current]
+    while frontier and target not in paths:
+        nxt = []
+        for state in frontier:
+            for step in sorted(TRANSITIONS[state]):
+                if step not in paths:
+                    paths[step] = [*paths[state], step]
+                    nxt.append(step)
+        frontier = nxt
+    return paths.get(target, [])
+
+
 class Reconciler:
     def __init__(
         self,
@@ -349,6 +364,8 @@ class Reconciler:
                 return
             if site not in str(teardown.get("PccTornDown") or "").split(","):
                 self._fail(alloc, f"teardown failed: {teardown.get('PccMessage', '')}", out)
+            elif state is State.BOOTING and not any(a.get("DAGNodeName") == f"HOLD_{site}" for a in history):
+                self._fail(alloc, "the boot never completed", out)
             elif state in (State.REQUESTED, State.SCHEDULED):
                 if res.cancelled and alloc.id is not None:
                     self.store.transition(alloc.id, State.CANCELLED, "cancelled before it booted")
@@ -383,10 +400,7 @@ class Reconciler:
         current = self._state(alloc)
         if current in TERMINAL or current not in PATH or PATH.index(current) >= PATH.index(target):
             return
-        steps = PATH[PATH.index(current) + 1 : PATH.index(target) + 1]
-        if target in TRANSITIONS[current]:  # a direct move: no made-up intermediate states
-            steps = [target]
-        for step in steps:
+        for step in shortest_path(current, target):  # never through states it did not reach
             if self.store.transition(alloc.id, step, why):
                 out.transitions += 1
                 self._observe(alloc, step)

@@ -4,15 +4,19 @@ and the sites are reached by the reconcile loop and the jobs, never from here.""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pcc.calendar import Booking, admit
 from pcc.errors import PccError, UserInputError
-from pcc.model import TERMINAL, Allocation, Reservation, State, User
+from pcc.model import TERMINAL, Allocation, IllegalTransition, Reservation, State, User
 from pcc.settings import Settings
 from pcc.site.context import normalize_public_key
 from pcc.site.names import IMAGE_NAME
@@ -20,9 +24,10 @@ from pcc.store import Store
 
 log = logging.getLogger(__name__)
 
-USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 IMAGE_CACHE_S = 300.0
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\Z")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
 
 
 def parse_time(text: str, now: float | None = None) -> int:
@@ -84,12 +89,19 @@ class Service:
     def add_user(self, name: str, email: str, ssh_key: str) -> User:
         if not USER_NAME.match(name):
             raise UserInputError(f"invalid user name {name!r}")
+        if email and not EMAIL.match(email):
+            raise UserInputError(f"invalid email address {email!r}")
         user = User(name, email, normalize_public_key(ssh_key, f"key of {name}") if ssh_key else "")
         self.store.add_user(user)
         return user
 
     # -- reservations ------------------------------------------------------------------------
-    def reserve(
+    def reserve(self, *args: Any, **kwargs: Any) -> Reservation:
+        """Admit and store a reservation; one admission at a time, across processes."""
+        with self._admission():
+            return self._reserve(*args, **kwargs)
+
+    def _reserve(
         self,
         owner: str,
         image: str,
@@ -101,6 +113,8 @@ class Service:
         now: float | None = None,
     ) -> Reservation:
         now = time.time() if now is None else now
+        if not USER_NAME.match(owner):
+            raise UserInputError(f"invalid user name {owner!r}")
         if not IMAGE_NAME.match(image):
             raise UserInputError(f"invalid image name {image!r}")
         if not sites:
@@ -161,11 +175,17 @@ class Service:
         self.store.cancel(rid)
         for alloc in res.allocations:
             if alloc.state in (State.REQUESTED, State.SCHEDULED) and alloc.id is not None:
-                self.store.transition(alloc.id, State.CANCELLED, f"cancelled by {by or res.owner}")
+                # It may have started booting meanwhile: then the DAG's removal tears it down.
+                with contextlib.suppress(IllegalTransition):
+                    self.store.transition(alloc.id, State.CANCELLED, f"cancelled by {by or res.owner}")
         log.info("reservation %s cancelled", rid)
         return self.store.reservation(rid)
 
     def extend(self, rid: str, until: int, by: str | None = None) -> Reservation:
+        with self._admission():
+            return self._extend(rid, until, by)
+
+    def _extend(self, rid: str, until: int, by: str | None = None) -> Reservation:
         res = self.store.reservation(rid)
         self._owner_check(res, by)
         if res.cancelled or all(a.state in TERMINAL for a in res.allocations):
@@ -216,6 +236,17 @@ class Service:
         if images is not None and image not in images:
             known = ", ".join(sorted(images)) or "none"
             raise UserInputError(f"unknown image {image!r} at site {site_name} (it has: {known})")
+
+    @contextlib.contextmanager
+    def _admission(self) -> Iterator[None]:
+        """Check the calendar and write as one step, across processes (an exclusive lock)."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.settings.state_dir / "admission.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     @staticmethod
     def _owner_check(res: Reservation, by: str | None) -> None:

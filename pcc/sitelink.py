@@ -19,7 +19,7 @@ from pcc.settings import SiteEntry
 log = logging.getLogger(__name__)
 
 # What may appear in a pragma argument sent to a site: names, numbers, key=value options.
-SAFE_ARG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=,@+-]{0,200}$|^key=-$")
+SAFE_ARG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=,@+-]{0,200}\Z|^key=-\Z")
 VERBS = {("boot",), ("list", "cluster"), ("list", "repository"), ("shutdown",), ("clean",), ("check",)}
 
 
@@ -68,12 +68,15 @@ def run_pragma(
             look_for_keys=False,
         )
     except paramiko.BadHostKeyException as exc:
+        client.close()  # a started transport must not leave its thread and socket behind
         raise PermanentError(f"site {site.name}: host key mismatch for {site.host}: {exc}") from None
     except paramiko.SSHException as exc:
+        client.close()
         if "not found in known_hosts" in str(exc):
             raise PermanentError(f"site {site.name}: unknown host key for {site.host}") from None
         raise TemporaryError(f"site {site.name}: SSH to {site.host}:{site.port} failed: {exc}") from None
     except (TimeoutError, OSError) as exc:
+        client.close()
         raise TemporaryError(f"site {site.name}: cannot reach {site.host}:{site.port}: {exc}") from None
     try:
         log.debug("site %s: %s", site.name, command)

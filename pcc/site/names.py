@@ -8,9 +8,9 @@ from pcc.errors import UserInputError
 
 # A cluster name becomes a hostname prefix, a libvirt domain name and a directory name:
 # a lower-case DNS label of at most 40 characters.
-CLUSTER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-NETWORK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,30}$")
+CLUSTER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
+IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+NETWORK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,30}\Z")
 
 
 def cluster_name(value: str) -> str:

@@ -354,18 +354,20 @@ class SiteService:
                 raise UserInputError(
                     f"cluster {cluster} exists but is stopped: run `pragma clean {cluster}` first"
                 )
-            # Plan first with a placeholder address so capacity is checked before anything is held.
-            self._check_capacity(
-                self.plan(req, image, "0" if self.config.network.mode == "user" else "0.0.0.0")
-            )
-            t0 = time.monotonic()
-            try:
-                return self._boot_locked(req, image, cluster, key, t0)
-            except BaseException:
-                log.warning("cluster %s: boot failed; removing everything it staged", cluster)
-                with contextlib.suppress(Exception):
-                    self._clean_locked(cluster)
-                raise
+            # Capacity is the whole site's: one boot at a time checks it and starts its nodes.
+            with self._cluster_lock("_site"):  # not a valid cluster name: no clash
+                # Plan with a placeholder address: capacity is checked before anything is held.
+                self._check_capacity(
+                    self.plan(req, image, "0" if self.config.network.mode == "user" else "0.0.0.0")
+                )
+                t0 = time.monotonic()
+                try:
+                    return self._boot_locked(req, image, cluster, key, t0)
+                except BaseException:
+                    log.warning("cluster %s: boot failed; removing everything it staged", cluster)
+                    with contextlib.suppress(Exception):
+                        self._clean_locked(cluster)
+                    raise
 
     def _boot_locked(
         self, req: BootRequest, image: Image, cluster: str, key: str, t0: float

@@ -139,3 +139,28 @@ def test_extend_rechecks_admission_and_cancel_ends_requested_allocations(service
     assert cancelled.cancelled and cancelled.allocations[0].state is State.CANCELLED
     with pytest.raises(UserInputError, match="already cancelled"):
         service.cancel(first.id)
+
+
+@pytest.mark.parametrize("owner", ['x"\nexecutable = /tmp/evil\n#', "alice\n", "Alice Smith", ""])
+def test_owner_names_that_could_reach_a_submit_file_are_refused(service: Service, owner: str) -> None:
+    now = time.time()
+    with pytest.raises(UserInputError, match="invalid user name"):
+        service.reserve(
+            owner, "tiny", [SiteRequest("ucsd", 2, 1)], int(now + 600), int(now + 900), ssh_key=KEY, now=now
+        )
+
+
+def test_names_with_a_trailing_newline_are_refused(service: Service) -> None:
+    now = time.time()
+    with pytest.raises(UserInputError, match="invalid image name"):
+        service.reserve(
+            "alice",
+            "tiny\n",
+            [SiteRequest("ucsd", 2, 1)],
+            int(now + 600),
+            int(now + 900),
+            ssh_key=KEY,
+            now=now,
+        )
+    with pytest.raises(UserInputError, match="invalid email"):
+        service.add_user("carol", "c@lab\nBcc: x@y", "")

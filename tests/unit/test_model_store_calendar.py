@@ -159,3 +159,11 @@ def test_site_image_catalogs_are_cached_with_an_age(store: Store) -> None:
     assert store.site_images("a", max_age=60) == ["centos7", "tiny"]
     assert store.site_images("a", max_age=-1) is None  # too old
     assert store.site_images("a", max_age=None) == ["centos7", "tiny"]
+
+
+def test_the_loop_walks_only_through_allowed_states() -> None:
+    from pcc.reconcile import shortest_path
+
+    assert shortest_path(State.BOOTING, State.STOPPED) == [State.STOPPING, State.STOPPED]
+    assert shortest_path(State.REQUESTED, State.RUNNING) == [State.SCHEDULED, State.BOOTING, State.RUNNING]
+    assert shortest_path(State.RUNNING, State.BOOTING) == []
