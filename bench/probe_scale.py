@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ os.environ.setdefault("PCC_STATE_DIR", str(REPO / ".state"))  # the install `mak
 
 from pcc.condor.adapter import use_pool  # noqa: E402
 from pcc.condor.pool import PersonalPool  # noqa: E402
+from pcc.demo import make_keypair  # noqa: E402
 from pcc.settings import Settings  # noqa: E402
 from tests.integration import controller_env, ssh_sites  # noqa: E402
 
@@ -42,8 +42,7 @@ def main() -> int:
     site = None
     try:
         keys = root / "keys"
-        keys.mkdir()
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "ctl")], check=True)
+        make_keypair(keys / "ctl")
         site = ssh_sites.make_site(root, "real", "127.0.0.7", (22700, 22799), (keys / "ctl.pub").read_text())
         (keys / "known_hosts").write_text(site.known_hosts_line + "\n")
         extra = []

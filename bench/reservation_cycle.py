@@ -12,7 +12,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ os.environ.setdefault("PCC_STATE_DIR", str(REPO / ".state"))  # the install `mak
 
 from pcc.condor.adapter import CondorAdapter, use_pool  # noqa: E402
 from pcc.condor.pool import PersonalPool  # noqa: E402
+from pcc.demo import make_keypair  # noqa: E402
 from pcc.model import State  # noqa: E402
 from pcc.service import SiteRequest  # noqa: E402
 from pcc.settings import Settings  # noqa: E402
@@ -43,9 +43,8 @@ def main() -> int:
     site = None
     try:
         keys = root / "keys"
-        keys.mkdir()
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "ctl")], check=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "user")], check=True)
+        make_keypair(keys / "ctl")
+        make_keypair(keys / "user")
         site = ssh_sites.make_site(root, "bench", "127.0.0.6", (22600, 22699), (keys / "ctl.pub").read_text())
         (keys / "known_hosts").write_text(site.known_hosts_line + "\n")
         (root / "ctl").mkdir()

@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pcc.demo import make_keypair  # noqa: E402
 from pcc.site.staging import create_overlay  # noqa: E402
 from tests.integration import site_env  # noqa: E402
 from tests.integration.controller_env import ssh_login  # noqa: E402
@@ -110,8 +111,7 @@ def main() -> int:
         site = site_env.Site(scratch, account, "127.0.0.2", (22300, 22399))
         site.write_config()
         keys = scratch / "keys"
-        keys.mkdir()
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "id")], check=True)
+        make_keypair(keys / "id")
         keys.chmod(0o755)
         (keys / "id.pub").chmod(0o644)
         for cpus in (0, 1):

@@ -29,6 +29,16 @@ def _me(args: argparse.Namespace) -> str:
     return args.user or os.environ.get("PCC_USER") or getpass.getuser()
 
 
+def _read_key(path: str | None) -> str:
+    """The text of a --key FILE ("" when none was given)."""
+    if not path:
+        return ""
+    try:
+        return Path(path).expanduser().read_text()
+    except OSError as exc:
+        raise UserInputError(f"--key {path}: {exc.strerror}") from None
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
@@ -77,12 +87,7 @@ def cmd_reserve(args: argparse.Namespace, out: TextIO) -> int:
     if (args.end is None) == (args.duration is None):
         raise UserInputError("give exactly one of --end and --duration")
     end = parse_time(args.end, now) if args.end else begin + parse_duration(args.duration)
-    key = ""
-    if args.key:
-        try:
-            key = Path(args.key).expanduser().read_text()
-        except OSError as exc:
-            raise UserInputError(f"--key {args.key}: {exc.strerror}") from None
+    key = _read_key(args.key)
     res = svc.reserve(
         _me(args),
         args.image,
@@ -242,12 +247,7 @@ def cmd_images(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace, out: TextIO) -> int:
-    key = ""
-    if args.key:
-        try:
-            key = Path(args.key).expanduser().read_text()
-        except OSError as exc:
-            raise UserInputError(f"--key {args.key}: {exc.strerror}") from None
+    key = _read_key(args.key)
     user = _service(args).add_user(args.name, args.email or "", key)
     return _emit(
         out,

@@ -29,6 +29,16 @@ SSH_PORT = 2222
 REPOSITORY = Path(__file__).resolve().parent.parent / "images" / "repository"
 
 
+def make_keypair(path: Path, comment: str = "") -> Path:
+    """An ed25519 key pair at ``path`` (and ``path``.pub), made once; returns ``path``."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True
+        )
+    return path
+
+
 def site_account(name: str) -> pwd.struct_passwd:
     """The account a site's tool runs as: ``name`` (created, unlocked for key logins) when
     root, else the current user."""
@@ -75,8 +85,7 @@ def start_sshd(
     ``account`` only, no root); returns its pid and its host public key."""
     directory.mkdir(parents=True, exist_ok=True)
     host_key = directory / "ssh_host_ed25519_key"
-    if not host_key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+    make_keypair(host_key)
     host_key.chmod(0o600)
     ssh_dir = Path(account.pw_dir) / ".ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -201,22 +210,7 @@ def start_demo(state: Path, pool_user: str | None, address: str = "127.0.0.2") -
     (site_dir / "site.toml").chmod(0o644)
     keys = root / "controller"
     keys.mkdir(exist_ok=True)
-    if not (keys / "id_ed25519").exists():
-        subprocess.run(
-            [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "pcc-controller",
-                "-f",
-                str(keys / "id_ed25519"),
-            ],
-            check=True,
-        )
+    make_keypair(keys / "id_ed25519", "pcc-controller")
     venv_bin = Path(sys.executable).parent
     pid, host_pub = start_sshd(
         root / "sshd",
@@ -264,12 +258,7 @@ def welcome(settings: Settings, out: TextIO) -> None:
 
     user = os.environ.get("PCC_USER") or getpass.getuser()
     key = settings.state_dir / "demo" / "user" / "id_ed25519"
-    if not key.exists():
-        key.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{user}@pcc-demo", "-f", str(key)],
-            check=True,
-        )
+    make_keypair(key, f"{user}@pcc-demo")
     store = Store(settings.database)
     service = Service(settings, store)
     if store.user(user) is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from pcc import demo
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.pool import PersonalPool
 from pcc.settings import Settings
@@ -104,22 +104,7 @@ def ssh_sites(condor_pool: PersonalPool) -> Iterator[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="sites-", dir=condor_pool.local_dir.parent))
     os.chmod(root, 0o755)
     keys = root / "controller"
-    keys.mkdir()
-    subprocess.run(
-        [
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "pcc-controller",
-            "-f",
-            str(keys / "id_ed25519"),
-        ],
-        check=True,
-    )
+    demo.make_keypair(keys / "id_ed25519", "pcc-controller")
     controller_pub = (keys / "id_ed25519.pub").read_text()
     sites = []
     try:
@@ -143,9 +128,7 @@ def controller(condor_pool: PersonalPool, ssh_sites: dict[str, Any]) -> Iterator
     shutil.copy(ssh_sites["known_hosts"], state / "known_hosts")
     user_key = state / "user" / "id_ed25519"
     user_key.parent.mkdir()
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@lab", "-f", str(user_key)], check=True
-    )
+    demo.make_keypair(user_key, "alice@lab")
     # Site c has no SSH server: its address refuses every connection.
     down = (
         '[[sites]]\nname = "c"\nhost = "127.0.0.4"\nport = 2222\nuser = "pcc-c"\n'

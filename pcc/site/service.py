@@ -193,18 +193,14 @@ class SiteService:
             node: str, index: int, ip: str, gateway: str | None, dns: tuple[str, ...], link: int
         ) -> Nic:
             if net.mode == "user":  # a port on the cluster's loopback UDP hub
-                source = {"address": "127.0.0.1", "port": link_ports[0], "local_port": link_ports[link]}
-                return Nic(
-                    "private",
-                    mac_for(cluster, node, index),
-                    ip,
-                    private.prefixlen,
-                    gateway,
-                    dns,
-                    f"eth{index}",
-                    "udp",
-                    source,
-                )
+                attach: str = "udp"
+                source: dict[str, Any] = {
+                    "address": "127.0.0.1",
+                    "port": link_ports[0],
+                    "local_port": link_ports[link],
+                }
+            else:
+                attach, source = "bridge", {"bridge": net.private_bridge}
             return Nic(
                 "private",
                 mac_for(cluster, node, index),
@@ -213,8 +209,8 @@ class SiteService:
                 gateway,
                 dns,
                 f"eth{index}",
-                "bridge",
-                {"bridge": net.private_bridge},
+                attach,
+                source,
             )
 
         if net.mode == "user":

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pcc import demo
 from pcc.site.staging import backing_file
 
 from .controller_env import ssh_login as ssh
@@ -23,12 +24,7 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 def keys(libvirt_site: Site) -> tuple[Path, Path]:
     """The scientist's key pair; the public half readable by the site account."""
     directory = libvirt_site.root / "keys"
-    directory.mkdir(exist_ok=True)
-    private = directory / "id_ed25519"
-    if not private.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@lab", "-f", str(private)], check=True
-        )
+    private = demo.make_keypair(directory / "id_ed25519", "alice@lab")
     (directory / "id_ed25519.pub").chmod(0o644)
     directory.chmod(0o755)
     return private, directory / "id_ed25519.pub"
