@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pcc.condor.adapter import CondorAdapter, JobStatus, use_pool
 from pcc.condor.pool import PersonalPool
-from pcc.settings import Settings
+from pcc.controller.settings import Settings
 
 INSTALLER = Path(__file__).resolve().parents[1] / "condor_config" / "install_condor.py"
 

@@ -23,9 +23,9 @@ os.environ.setdefault("PCC_STATE_DIR", str(REPO / ".state"))  # the install `mak
 
 from pcc.condor.adapter import use_pool  # noqa: E402
 from pcc.condor.pool import PersonalPool  # noqa: E402
-from pcc.demo import make_keypair  # noqa: E402
-from pcc.settings import Settings  # noqa: E402
-from tests.integration import controller_env, ssh_sites  # noqa: E402
+from pcc.controller.settings import Settings  # noqa: E402
+from pcc.dev import controller_env, ssh_sites  # noqa: E402
+from pcc.dev.demo import make_keypair  # noqa: E402
 
 
 def main() -> int:

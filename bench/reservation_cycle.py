@@ -23,11 +23,11 @@ os.environ.setdefault("PCC_STATE_DIR", str(REPO / ".state"))  # the install `mak
 
 from pcc.condor.adapter import CondorAdapter, use_pool  # noqa: E402
 from pcc.condor.pool import PersonalPool  # noqa: E402
-from pcc.demo import make_keypair  # noqa: E402
-from pcc.model import State  # noqa: E402
-from pcc.service import SiteRequest  # noqa: E402
-from pcc.settings import Settings  # noqa: E402
-from tests.integration import controller_env, ssh_sites  # noqa: E402
+from pcc.controller.model import State  # noqa: E402
+from pcc.controller.service import Actor, SiteRequest  # noqa: E402
+from pcc.controller.settings import Settings  # noqa: E402
+from pcc.dev import controller_env, ssh_sites  # noqa: E402
+from pcc.dev.demo import make_keypair  # noqa: E402
 
 
 def main() -> int:
@@ -74,7 +74,12 @@ def main() -> int:
             now = time.time()
             begin, end = int(now + 8), int(now + 28)
             res = ctl.service.reserve(
-                "bench", "tiny", [SiteRequest("bench", 2, 0.5)], begin, end, ssh_key=ctl.user_public_key()
+                Actor("bench"),
+                "tiny",
+                [SiteRequest("bench", 2, 0.5)],
+                begin,
+                end,
+                ssh_key=ctl.user_public_key(),
             )
             ctl.reconcile()
             submitted = time.time()

@@ -20,10 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pcc.demo import make_keypair  # noqa: E402
+from pcc.dev import site_env  # noqa: E402
+from pcc.dev.controller_env import ssh_login  # noqa: E402
+from pcc.dev.demo import make_keypair  # noqa: E402
 from pcc.site.staging import create_overlay  # noqa: E402
-from tests.integration import site_env  # noqa: E402
-from tests.integration.controller_env import ssh_login  # noqa: E402
 
 
 def median(values: list[float]) -> str:

@@ -1,5 +1,5 @@
 """VM-provisioner drivers used by the site tool `pragma`: one module per back-end behind
-:class:`drivers.base.Driver`, registered by name and imported only when asked for, so
+:class:`pcc.drivers.base.Driver`, registered by name and imported only when asked for, so
 optional back-ends (libvirt-python, boto3, pyone) stay optional."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from drivers.base import Driver
+from pcc.drivers.base import Driver
 
 REGISTRY: dict[str, str] = {
-    "libvirt": "drivers.libvirt:LibvirtDriver",
+    "libvirt": "pcc.drivers.libvirt:LibvirtDriver",
 }
 
 

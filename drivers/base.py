@@ -127,7 +127,7 @@ class DriverHealth:
 
 
 class Driver(abc.ABC):
-    """A VM provisioner. Methods raise :class:`pcc.errors.PccError` subclasses on failure;
+    """A VM provisioner. Methods raise :class:`pcc.common.errors.PccError` subclasses on failure;
     ``shutdown`` and ``clean`` are idempotent (a cluster that never existed is success)."""
 
     name: ClassVar[str]

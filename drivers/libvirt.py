@@ -26,8 +26,8 @@ from typing import Any
 
 from lxml import etree
 
-from drivers.base import ClusterPlan, Driver, DriverHealth, Nic, NodePlan, NodeState, NodeStatus, Role
-from pcc.errors import ConfigError, DriverError
+from pcc.common.errors import ConfigError, DriverError
+from pcc.drivers.base import ClusterPlan, Driver, DriverHealth, Nic, NodePlan, NodeState, NodeStatus, Role
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from pcc import demo
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.pool import PersonalPool
-from pcc.settings import Settings
-from tests.integration import controller_env, site_env
-from tests.integration import ssh_sites as ssh_sites_mod
+from pcc.controller.settings import Settings
+from pcc.dev import controller_env, demo, site_env
+from pcc.dev import ssh_sites as ssh_sites_mod
 
 REPO = Path(__file__).resolve().parent.parent
 # Plain `pytest` in a checkout finds the install `make` made (the Makefile sets the same).

@@ -1,7 +1,7 @@
 """PCC's one door to HTCondor: submit jobs and DAGs, query, edit, remove, read history.
 
 Built on the ``htcondor2``/``classad2`` bindings. Every HTCondor failure leaves this
-module as a :class:`~pcc.errors.CondorError` carrying the schedd's own message.
+module as a :class:`~pcc.common.errors.CondorError` carrying the schedd's own message.
 
 The bindings read their configuration per process, so one process talks to one pool:
 :func:`use_pool` points the bindings at a pool's ``CONDOR_CONFIG`` (and, as root, at the
@@ -21,7 +21,7 @@ from typing import Any
 import classad2
 import htcondor2
 
-from pcc.errors import CondorError
+from pcc.common.errors import CondorError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pcc.errors import PoolError
-from pcc.templates import render
+from pcc.common.errors import PoolError
+from pcc.common.templates import render
 
 log = logging.getLogger(__name__)
 

@@ -5,13 +5,13 @@ returns them. A slot is a public IP (bridge mode) or a forwarded port (user mode
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from pcc.errors import CapacityError
+from pcc.common.errors import CapacityError
+from pcc.common.locks import file_lock
 
 
 class AddressPool:
@@ -22,21 +22,16 @@ class AddressPool:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, str]]:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_file, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                table: dict[str, str] = {}
-                if self.state_file.exists() and self.state_file.stat().st_size:
-                    table = json.loads(self.state_file.read_text())
-                before = dict(table)
-                yield table
-                if table != before:
-                    tmp = self.state_file.with_suffix(".tmp")
-                    tmp.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-                    os.replace(tmp, self.state_file)  # atomic: a crash never leaves half a file
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(self.lock_file):
+            table: dict[str, str] = {}
+            if self.state_file.exists() and self.state_file.stat().st_size:
+                table = json.loads(self.state_file.read_text())
+            before = dict(table)
+            yield table
+            if table != before:
+                tmp = self.state_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+                os.replace(tmp, self.state_file)  # atomic: a crash never leaves half a file
 
     def allocate(self, owner: str, count: int = 1, usable: Callable[[str], bool] | None = None) -> list[str]:
         """Give ``owner`` ``count`` slots; an owner that already holds slots gets the same ones."""

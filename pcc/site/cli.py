@@ -9,6 +9,7 @@ document on stdout. Logs go to stderr. Only :func:`main` turns exceptions into e
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import sys
@@ -18,19 +19,40 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pcc import __version__
-from pcc.errors import CapacityError, ConfigError, DriverError, PccError, UserInputError
+from pcc.common import protocol
+from pcc.common.errors import (
+    CapacityError,
+    ConfigError,
+    DriverError,
+    PccError,
+    UnsupportedError,
+    UserInputError,
+)
 from pcc.site import config as site_config
 
 log = logging.getLogger("pragma")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_CONFIG, EXIT_CAPACITY, EXIT_BACKEND = 0, 1, 2, 3, 4, 5
+
+class ExitStatus(enum.IntEnum):
+    """What `pragma` returns; :func:`exit_status` maps exceptions onto these, once."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    CONFIG = 3
+    CAPACITY = 4
+    BACKEND = 5
+    UNSUPPORTED = 6
+
+
 EXIT_CODES = """exit codes:
   0  success (also: shutdown/clean of a cluster that does not exist)
   1  unexpected error
   2  bad arguments (unknown image, invalid name, unreadable key, ...)
   3  invalid or missing site configuration
   4  not enough free capacity (CPUs, memory, addresses)
-  5  the VM provisioner (driver) failed"""
+  5  the VM provisioner (driver) failed
+  6  not supported at this site (e.g. ENT)"""
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -321,16 +343,18 @@ def parse(argv: Sequence[str]) -> tuple[dict[str, str], Command | None, list[str
     return args, command, []
 
 
-def exit_code(exc: BaseException) -> int:
+def exit_status(exc: BaseException) -> ExitStatus:
     if isinstance(exc, CapacityError):
-        return EXIT_CAPACITY
+        return ExitStatus.CAPACITY
     if isinstance(exc, ConfigError):
-        return EXIT_CONFIG
+        return ExitStatus.CONFIG
+    if isinstance(exc, UnsupportedError):
+        return ExitStatus.UNSUPPORTED
     if isinstance(exc, UserInputError):
-        return EXIT_USAGE
-    if isinstance(exc, DriverError):
-        return EXIT_BACKEND
-    return EXIT_ERROR
+        return ExitStatus.USAGE
+    if isinstance(exc, DriverError | OSError):
+        return ExitStatus.BACKEND
+    return ExitStatus.ERROR
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -357,29 +381,32 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             logging.getLogger().setLevel(args.get("loglevel", "DEBUG" if debug else "INFO").upper())
             result = command.run(None, args)
             text = command.render(result)
-    except (PccError, OSError) as exc:
-        code = exit_code(exc)
+    except Exception as exc:  # every failure is one line on stderr (and one JSON document)
+        code = exit_status(exc)
         if debug:
             log.exception("%s failed", name)
         message = str(exc) if isinstance(exc, PccError) else f"{type(exc).__name__}: {exc}"
+        kind = type(exc).__name__ if isinstance(exc, PccError | OSError) else "PccError"
         if as_json:
-            json.dump(
-                {
-                    "ok": False,
-                    "command": name,
-                    "error": {"type": type(exc).__name__, "message": message, "exit_code": code},
-                },
-                out,
-            )
+            json.dump(protocol.failure(name, protocol.ErrorDoc(kind, message, int(code))), out)
             out.write("\n")
         print(f"pragma: error: {message}", file=sys.stderr)
         return code
     if as_json:
-        json.dump({"ok": True, "command": name, "result": result}, out, default=str)
+        json.dump(protocol.success(name, _doc(result)), out, default=str)
         out.write("\n")
     else:
         print(text, file=out)
-    return EXIT_OK
+    return ExitStatus.OK
+
+
+def _doc(result: Any) -> Any:
+    """Protocol values become their documents; lists of them, lists of documents."""
+    if hasattr(result, "to_doc"):
+        return result.to_doc()
+    if isinstance(result, list):
+        return [_doc(r) for r in result]
+    return result
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pcc.site.names import CLUSTER_NAME, NETWORK_NAME
-from pcc.tomlcfg import TomlReader, read_toml
+from pcc.common.names import CLUSTER_NAME, NETWORK_NAME
+from pcc.common.tomlcfg import TomlReader, read_toml
 
 DEFAULT_PATH = Path("/etc/pragma/site.toml")
 

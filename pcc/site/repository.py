@@ -19,8 +19,8 @@ from pathlib import Path
 
 from lxml import etree
 
-from pcc.errors import ConfigError, UserInputError
-from pcc.site.names import IMAGE_NAME
+from pcc.common.errors import ConfigError, UserInputError
+from pcc.common.names import IMAGE_NAME
 
 MAX_XML_BYTES = 1 << 20
 

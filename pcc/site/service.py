@@ -4,7 +4,6 @@ contextualize it, hand it to the driver, and undo all of it on failure or on req
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import ipaddress
 import logging
@@ -17,11 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers import UnknownDriver, load_driver
-from drivers.base import ClusterPlan, Driver, Nic, NodePlan, NodeState, NodeStatus, Role, StagedDisk
 from pcc import __version__
-from pcc.errors import CapacityError, ConfigError, DriverError, PccError, UserInputError
-from pcc.site import context, hub, names
+from pcc.common import names
+from pcc.common.errors import CapacityError, ConfigError, DriverError, PccError, UserInputError
+from pcc.common.keys import normalize_public_key
+from pcc.common.locks import file_lock
+from pcc.drivers import UnknownDriver, load_driver
+from pcc.drivers.base import ClusterPlan, Driver, Nic, NodePlan, NodeState, NodeStatus, Role, StagedDisk
+from pcc.site import context, hub
 from pcc.site.addresses import AddressPool
 from pcc.site.config import SiteConfig
 from pcc.site.repository import Image, Repository
@@ -105,14 +107,8 @@ class SiteService:
 
     @contextlib.contextmanager
     def _cluster_lock(self, cluster: str) -> Iterator[None]:
-        lock_dir = self.config.staging / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{cluster}.lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.config.staging / "locks" / f"{cluster}.lock"):
+            yield
 
     # -- repository ----------------------------------------------------------------------
     def list_repository(self) -> list[dict[str, Any]]:
@@ -324,7 +320,7 @@ class SiteService:
             names.cluster_name(req.cluster)
         try:
             text = sys.stdin.read(16384) if str(req.key_path) == "-" else req.key_path.read_text()
-            key = context.normalize_public_key(text, str(req.key_path))
+            key = normalize_public_key(text, str(req.key_path))
         except OSError as exc:
             raise UserInputError(f"key={req.key_path}: cannot read the public key: {exc.strerror}") from None
         for ent_name, _cidr in req.add_ifaces:

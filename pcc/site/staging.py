@@ -8,8 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from drivers.base import StagedDisk
-from pcc.errors import DriverError
+from pcc.common.errors import DriverError
+from pcc.drivers.base import StagedDisk
 
 
 def qemu_img() -> str:

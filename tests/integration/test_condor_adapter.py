@@ -11,9 +11,9 @@ from pathlib import Path
 import htcondor2
 import pytest
 
+from pcc.common.errors import CondorError
 from pcc.condor.adapter import CondorAdapter, JobStatus
 from pcc.condor.pool import PersonalPool
-from pcc.errors import CondorError
 
 pytestmark = pytest.mark.condor
 

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from pcc.errors import CapacityError, UserInputError
-from pcc.model import State
-from pcc.service import SiteRequest
-
-from .controller_env import Controller, ssh_login
-from .ssh_sites import SshSite
+from pcc.common.errors import CapacityError, UserInputError
+from pcc.controller.model import State
+from pcc.controller.service import Actor, SiteRequest
+from pcc.dev.controller_env import Controller, ssh_login
+from pcc.dev.ssh_sites import SshSite
 
 pytestmark = [pytest.mark.condor, pytest.mark.libvirt, pytest.mark.slow]
 
@@ -33,7 +32,7 @@ def test_a_reservation_boots_runs_extends_and_is_torn_down_at_its_end(
     ctl = controller
     now = time.time()
     res = ctl.service.reserve(
-        "alice",
+        Actor("alice"),
         "tiny",
         [SiteRequest("a", 2, 1.0)],
         int(now + 10),
@@ -64,7 +63,7 @@ def test_a_reservation_boots_runs_extends_and_is_torn_down_at_its_end(
     assert host == "127.0.0.2"
     assert ssh_login(ctl.user_key, host, int(port), "hostname") == f"{res.id}-frontend"
 
-    extended = ctl.service.extend(res.id, res.end + 15)
+    extended = ctl.service.extend(Actor("alice"), res.id, res.end + 15)
     ctl.wait(
         lambda: (
             ctl.condor_q(
@@ -87,13 +86,13 @@ def test_an_over_capacity_request_is_rejected_with_the_reason(controller: Contro
     now = time.time()
     key = controller.user_public_key()
     first = controller.service.reserve(
-        "alice", "tiny", [SiteRequest("b", 3, 1.0)], int(now + 3600), int(now + 7200), ssh_key=key
+        Actor("alice"), "tiny", [SiteRequest("b", 3, 1.0)], int(now + 3600), int(now + 7200), ssh_key=key
     )
     with pytest.raises(CapacityError, match=r"site b is short of CPUs from .* \(1 short\)"):
         controller.service.reserve(
-            "bob", "tiny", [SiteRequest("b", 2, 1.0)], int(now + 5400), int(now + 9000), ssh_key=key
+            Actor("bob"), "tiny", [SiteRequest("b", 2, 1.0)], int(now + 5400), int(now + 9000), ssh_key=key
         )
-    controller.service.cancel(first.id)
+    controller.service.cancel(Actor("alice"), first.id)
     controller.reconcile()
     assert controller.state_of(first.id, "b") is State.CANCELLED
 
@@ -105,15 +104,16 @@ def test_two_sites_boot_together_and_a_site_whose_ssh_is_down_fails_alone(
     now = time.time()
     key = ctl.user_public_key()
     both = ctl.service.reserve(
-        "alice",
+        Actor("alice"),
         "tiny",
         [SiteRequest("a", 1, 0.5), SiteRequest("b", 1, 0.5)],
         int(now + 5),
         int(now + 40),
         ssh_key=key,
     )
+    ctl.store.set_site_images("c", ["tiny"])  # c reported its images once, before its SSH went down
     broken = ctl.service.reserve(
-        "alice",
+        Actor("alice"),
         "tiny",
         [SiteRequest("a", 1, 0.5), SiteRequest("c", 1, 0.5)],
         int(now + 5),
@@ -150,15 +150,15 @@ def test_cancel_before_begin_boots_nothing_and_cancel_while_running_tears_down(
     now = time.time()
     key = ctl.user_public_key()
     later = ctl.service.reserve(
-        "alice", "tiny", [SiteRequest("b", 1, 0.5)], int(now + 600), int(now + 900), ssh_key=key
+        Actor("alice"), "tiny", [SiteRequest("b", 1, 0.5)], int(now + 600), int(now + 900), ssh_key=key
     )
     soon = ctl.service.reserve(
-        "alice", "tiny", [SiteRequest("b", 1, 0.5)], int(now + 3), int(now + 600), ssh_key=key
+        Actor("alice"), "tiny", [SiteRequest("b", 1, 0.5)], int(now + 3), int(now + 600), ssh_key=key
     )
     ctl.reconcile()
     later_dag = ctl.store.reservation(later.id).dag_cluster
     assert ctl.state_of(later.id, "b") is State.SCHEDULED
-    ctl.service.cancel(later.id)
+    ctl.service.cancel(Actor("alice"), later.id)
     ctl.wait(
         lambda: not ctl.condor_q("-constraint", f"ClusterId == {later_dag}", "-af", "ClusterId").strip(),
         60,
@@ -171,7 +171,7 @@ def test_cancel_before_begin_boots_nothing_and_cancel_while_running_tears_down(
     assert [e.to_state for e in ctl.store.events(later.id)] == ["requested", "scheduled", "cancelled"]
 
     ctl.wait_state(soon.id, "b", State.RUNNING, timeout=120)
-    ctl.service.cancel(soon.id)
+    ctl.service.cancel(Actor("alice"), soon.id)
     ctl.wait_state(soon.id, "b", State.STOPPED, timeout=120)
     assert sites["b"].site.leftovers(soon.id) == []
     assert [e.to_state for e in ctl.store.events(soon.id)][-2:] == ["stopping", "stopped"]
@@ -274,7 +274,7 @@ def test_an_image_the_site_does_not_have_is_rejected(controller: Controller) -> 
         UserInputError, match=r"unknown image 'centos7' at site a \(it has: tiny, tiny-legacy\)"
     ):
         controller.service.reserve(
-            "alice",
+            Actor("alice"),
             "centos7",
             [SiteRequest("a", 1, 0.5)],
             int(now + 600),
@@ -290,7 +290,7 @@ def test_probes_record_site_health_publish_site_ads_and_metrics_that_promtool_ac
     import htcondor2
     from prometheus_client import generate_latest
 
-    from pcc.metrics import REGISTRY
+    from pcc.controller.metrics import REGISTRY
 
     gone = classad2.ClassAd({"MyType": "PccSite", "Name": "gone", "PccHealth": "up"})
     htcondor2.Collector().advertise([gone], "UPDATE_AD_GENERIC")  # a site since removed from the config
@@ -319,9 +319,9 @@ def test_probes_record_site_health_publish_site_ads_and_metrics_that_promtool_ac
 def test_a_reset_store_never_adopts_an_older_dag_with_the_same_reservation_id(
     controller: Controller, tmp_path: Path
 ) -> None:
-    from pcc.reconcile import Reconciler
-    from pcc.service import Service
-    from pcc.store import Store
+    from pcc.controller.reconcile import Reconciler
+    from pcc.controller.service import Service
+    from pcc.controller.store import Store
 
     old = controller.store.reservation("r00001")  # the module's first reservation, long finished
     assert old.dag_cluster is not None
@@ -330,7 +330,7 @@ def test_a_reset_store_never_adopts_an_older_dag_with_the_same_reservation_id(
     service = Service(controller.settings, fresh)
     now = time.time()
     res = service.reserve(
-        "alice",
+        Actor("alice"),
         "tiny",
         [SiteRequest("a", 1, 0.5)],
         int(now + 600),
@@ -348,6 +348,6 @@ def test_a_reset_store_never_adopts_an_older_dag_with_the_same_reservation_id(
     assert reconciler.reconcile_once(probe=False, check_sites=False).submitted == ["r00001"]
     new_dag = fresh.reservation(res.id).dag_cluster
     assert new_dag is not None and new_dag != old.dag_cluster
-    service.cancel(res.id)
+    service.cancel(Actor("alice"), res.id)
     reconciler.reconcile_once(probe=False, check_sites=False)
     assert fresh.reservation(res.id).allocations[0].state is State.CANCELLED

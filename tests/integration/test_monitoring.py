@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 
-from pcc import demo
-from pcc.metrics import serve_metrics
-from pcc.model import State
-from pcc.service import SiteRequest
-
-from .controller_env import Controller
-from .ssh_sites import SshSite
+from pcc.controller.metrics import serve_metrics
+from pcc.controller.model import State
+from pcc.controller.service import Actor, SiteRequest
+from pcc.dev import demo
+from pcc.dev.controller_env import Controller
+from pcc.dev.ssh_sites import SshSite
 
 pytestmark = [pytest.mark.condor, pytest.mark.libvirt, pytest.mark.slow]
 MONITORING = resources.files("pcc.monitoring")
@@ -139,7 +138,7 @@ def test_prometheus_sees_a_site_go_down_and_an_allocation_run_then_stop(
         )
     now = time.time()
     res = controller.service.reserve(
-        "alice",
+        Actor("alice"),
         "tiny",
         [SiteRequest("a", 1, 0.5)],
         int(now + 2),

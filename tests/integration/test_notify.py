@@ -16,10 +16,10 @@ import pytest
 from aiosmtpd.controller import Controller as SmtpController
 from aiosmtpd.handlers import Message
 
-from pcc.model import Allocation, Reservation, State, User
-from pcc.notify import Notifier
-from pcc.settings import NotifyConfig, Settings
-from pcc.store import Store
+from pcc.controller.model import Allocation, Reservation, State, User
+from pcc.controller.notify import Notifier
+from pcc.controller.settings import NotifyConfig, Settings
+from pcc.controller.store import Store
 
 
 def free_port() -> int:

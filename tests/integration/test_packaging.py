@@ -35,15 +35,16 @@ def test_the_wheel_carries_config_templates_drivers_and_console_scripts(wheel: P
         "pcc/condor_config/condor.lock",
         "pcc/condor_config/install_condor.py",
         "pcc/submit_templates/README.md",
-        "drivers/__init__.py",
-        "pcc/cli.py",
-        "pcc/job.py",
+        "pcc/drivers/__init__.py",
+        "pcc/drivers/libvirt.py",
+        "pcc/cli/main.py",
+        "pcc/jobs/main.py",
         "pcc/site/cli.py",
     ):
         assert path in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for script in ("pcc = pcc.cli:main", "pcc-job = pcc.job:main", "pragma = pcc.site.cli:main"):
+    for script in ("pcc = pcc.cli.main:main", "pcc-job = pcc.jobs.main:main", "pragma = pcc.site.cli:main"):
         assert script in text
 
 
@@ -66,7 +67,7 @@ def test_an_installed_wheel_renders_the_pool_config_outside_the_checkout(wheel: 
     )
     assert "RELEASE_DIR = /p/usr" in out.stdout
     help_out = subprocess.run(
-        [sys.executable, "-m", "pcc.cli", "--help"],
+        [sys.executable, "-m", "pcc.cli.main", "--help"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pcc.condor.pool import PersonalPool
-from pcc.settings import Settings
+from pcc.controller.settings import Settings
 
 pytestmark = [pytest.mark.condor, pytest.mark.slow]
 

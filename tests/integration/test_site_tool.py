@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pcc import demo
+from pcc.common.keys import normalize_public_key
+from pcc.dev import demo
+from pcc.dev.controller_env import ssh_login as ssh
+from pcc.dev.site_env import REPO, TEST_IMAGE, Site
 from pcc.site.staging import backing_file
-
-from .controller_env import ssh_login as ssh
-from .site_env import REPO, TEST_IMAGE, Site
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -152,7 +152,7 @@ def test_bad_boots_fail_clearly_and_leave_nothing_behind(
 
 
 def test_generated_domain_xml_passes_virt_xml_validate(libvirt_site: Site, tmp_path: Path) -> None:
-    from drivers.libvirt import build_domain_xml
+    from pcc.drivers.libvirt import build_domain_xml
     from pcc.site import config
     from pcc.site.service import BootRequest, SiteService
 
@@ -178,7 +178,7 @@ def test_generated_user_data_passes_cloud_init_schema(
 
     svc = SiteService(config.load(libvirt_site.config))
     plan = svc.plan(BootRequest("tiny", 1, keys[1], cluster="s"), svc.repository.image("tiny"), "22100")
-    key = context.normalize_public_key(keys[1].read_text())
+    key = normalize_public_key(keys[1].read_text())
     for node in plan.nodes:
         vc_out = context.vc_out_frontend(plan, key, ("10.0.2.3",), "s-frontend.local")
         path = tmp_path / f"{node.name}-user-data"
@@ -232,7 +232,7 @@ def test_volume_disks_of_a_storage_pool_are_staged_and_boot(
 
 
 def test_bridge_mode_domains_pass_virt_xml_validate(libvirt_site: Site, tmp_path: Path) -> None:
-    from drivers.libvirt import build_domain_xml
+    from pcc.drivers.libvirt import build_domain_xml
     from pcc.site import config
     from pcc.site.service import BootRequest, SiteService
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pcc import __version__, cli, job
+from pcc import __version__
+from pcc.cli import main as cli
+from pcc.jobs import main as job
 
 
 def test_condor_status_without_an_install_exits_3_with_a_one_line_hint(

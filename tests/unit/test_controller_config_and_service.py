@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pcc.errors import CapacityError, ConfigError, UserInputError
-from pcc.model import State
-from pcc.service import Service, SiteRequest, parse_duration, parse_time
-from pcc.settings import Settings
-from pcc.store import Store
+from pcc.common.errors import CapacityError, ConfigError, Conflict, Forbidden, NotFound, UserInputError
+from pcc.common.timefmt import parse_duration, parse_time
+from pcc.controller.model import State
+from pcc.controller.service import Actor, Service, SiteRequest
+from pcc.controller.settings import Settings
+from pcc.controller.store import Store
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAbc123 alice@lab"
 SITES = """
@@ -104,7 +105,7 @@ def test_bad_reservations_get_clear_errors_and_store_nothing(
     end = begin + 3600 if "end_offset" not in kwargs else begin + kwargs["end_offset"]
     with pytest.raises(UserInputError, match=message):
         service.reserve(
-            "alice",
+            Actor("alice"),
             kwargs.get("image", "tiny"),
             [kwargs.get("site", SiteRequest("ucsd", 2, 1))],
             int(begin),
@@ -126,19 +127,31 @@ def test_site_requests_parse_and_refuse_garbage() -> None:
 def test_extend_rechecks_admission_and_cancel_ends_requested_allocations(service: Service) -> None:
     now = time.time()
     first = service.reserve(
-        "alice", "tiny", [SiteRequest("ucsd", 6, 1)], int(now + 600), int(now + 1200), ssh_key=KEY, now=now
+        Actor("alice"),
+        "tiny",
+        [SiteRequest("ucsd", 6, 1)],
+        int(now + 600),
+        int(now + 1200),
+        ssh_key=KEY,
+        now=now,
     )
     service.reserve(
-        "bob", "tiny", [SiteRequest("ucsd", 4, 1)], int(now + 1200), int(now + 1800), ssh_key=KEY, now=now
+        Actor("bob"),
+        "tiny",
+        [SiteRequest("ucsd", 4, 1)],
+        int(now + 1200),
+        int(now + 1800),
+        ssh_key=KEY,
+        now=now,
     )
     with pytest.raises(CapacityError, match="site ucsd is short of CPUs"):
-        service.extend(first.id, int(now + 1500))
-    with pytest.raises(UserInputError, match="belongs to alice"):
-        service.cancel(first.id, by="bob")
-    cancelled = service.cancel(first.id, by="alice")
+        service.extend(Actor("alice"), first.id, int(now + 1500))
+    with pytest.raises(NotFound, match=f"no reservation '{first.id}'"):  # not bob's to see
+        service.cancel(Actor("bob"), first.id)
+    cancelled = service.cancel(Actor("alice"), first.id)
     assert cancelled.cancelled and cancelled.allocations[0].state is State.CANCELLED
-    with pytest.raises(UserInputError, match="already cancelled"):
-        service.cancel(first.id)
+    with pytest.raises(Conflict, match="already cancelled"):
+        service.cancel(Actor("alice"), first.id)
 
 
 @pytest.mark.parametrize("owner", ['x"\nexecutable = /tmp/evil\n#', "alice\n", "Alice Smith", ""])
@@ -146,7 +159,13 @@ def test_owner_names_that_could_reach_a_submit_file_are_refused(service: Service
     now = time.time()
     with pytest.raises(UserInputError, match="invalid user name"):
         service.reserve(
-            owner, "tiny", [SiteRequest("ucsd", 2, 1)], int(now + 600), int(now + 900), ssh_key=KEY, now=now
+            Actor(owner),
+            "tiny",
+            [SiteRequest("ucsd", 2, 1)],
+            int(now + 600),
+            int(now + 900),
+            ssh_key=KEY,
+            now=now,
         )
 
 
@@ -154,7 +173,7 @@ def test_names_with_a_trailing_newline_are_refused(service: Service) -> None:
     now = time.time()
     with pytest.raises(UserInputError, match="invalid image name"):
         service.reserve(
-            "alice",
+            Actor("alice"),
             "tiny\n",
             [SiteRequest("ucsd", 2, 1)],
             int(now + 600),
@@ -163,4 +182,55 @@ def test_names_with_a_trailing_newline_are_refused(service: Service) -> None:
             now=now,
         )
     with pytest.raises(UserInputError, match="invalid email"):
-        service.add_user("carol", "c@lab\nBcc: x@y", "")
+        service.add_user(Actor("root", admin=True), "carol", "c@lab\nBcc: x@y", "")
+
+
+def test_users_see_and_change_only_their_own_reservations_admins_all(service: Service) -> None:
+    now = time.time()
+    alice, bob, admin = Actor("alice"), Actor("bob"), Actor("root", admin=True)
+    mine = service.reserve(
+        alice, "tiny", [SiteRequest("ucsd", 1, 1)], int(now + 600), int(now + 900), ssh_key=KEY
+    )
+    theirs = service.reserve(
+        bob, "tiny", [SiteRequest("ucsd", 1, 1)], int(now + 600), int(now + 900), ssh_key=KEY
+    )
+    assert [r.id for r in service.reservations(alice)] == [mine.id]
+    assert [r.id for r in service.reservations(admin)] == [mine.id, theirs.id]
+    assert service.reservations(admin, mine=True) == []
+    assert service.reservation(alice, mine.id).owner == "alice"
+    assert [e.to_state for e in service.events(alice, mine.id)] == ["requested"]
+    for call in (service.reservation, service.events, service.cancel):
+        with pytest.raises(NotFound, match=f"no reservation '{theirs.id}'"):
+            call(alice, theirs.id)
+    with pytest.raises(NotFound):
+        service.extend(alice, theirs.id, int(now + 1000))
+    with pytest.raises(Forbidden, match="alice may not reserve for bob"):
+        service.reserve(
+            alice, "tiny", [SiteRequest("ucsd", 1, 1)], int(now + 600), int(now + 900), owner="bob"
+        )
+    with pytest.raises(Forbidden, match="only an admin may add users"):
+        service.add_user(alice, "mallory")
+    assert service.cancel(admin, theirs.id).cancelled
+
+
+def test_a_rejected_admission_is_a_conflict_that_says_what_is_short(service: Service) -> None:
+    now = time.time()
+    service.reserve(
+        Actor("alice"), "tiny", [SiteRequest("ucsd", 8, 1)], int(now + 600), int(now + 900), ssh_key=KEY
+    )
+    with pytest.raises(Conflict, match="site ucsd is short of CPUs") as caught:
+        service.reserve(
+            Actor("bob"), "tiny", [SiteRequest("ucsd", 1, 1)], int(now + 700), int(now + 800), ssh_key=KEY
+        )
+    assert "1 short" in caught.value.reason
+
+
+def test_a_site_that_never_reported_its_images_is_named(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    service = Service(s, Store(s.database))
+    now = time.time()
+    with pytest.raises(UserInputError, match="site ucsd has not reported its images yet"):
+        service.reserve(
+            Actor("alice"), "tiny", [SiteRequest("ucsd", 1, 1)], int(now + 60), int(now + 90), ssh_key=KEY
+        )
+    assert [(c.site, c.images) for c in service.images(Actor("alice"))] == [("ucsd", None)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pcc.model import Allocation, Reservation, State
-from pcc.notify import due_notices
-from pcc.store import Store
+from pcc.controller.model import Allocation, Reservation, State
+from pcc.controller.notify import due_notices
+from pcc.controller.store import Store
 
 
 def test_failed_and_stopped_reservations_call_for_their_notices(tmp_path: Path) -> None:

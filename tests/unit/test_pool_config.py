@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from pcc.common.errors import PoolError
 from pcc.condor.pool import PersonalPool
-from pcc.errors import PoolError
 
 
 def render(tmp_path: Path, **settings: str) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pcc.probes import DEGRADED, DOWN, UP, classify, site_ad
-from pcc.settings import SiteEntry
+from pcc.common.protocol import CheckReport
+from pcc.controller.probes import DEGRADED, DOWN, UP, classify, site_ad
+from pcc.controller.settings import SiteEntry
 
-CHECK = {
+DOC = {
     "ok": True,
     "problems": [],
     "pragma_version": "0.1.0",
@@ -15,13 +16,16 @@ CHECK = {
     "ent_enabled": False,
     "cpus": {"total": 8, "reserved": 1, "used": 2, "free": 5},
     "memory_mb": {"total": 8192, "reserved": 0, "used": 256, "free": 7936},
-    "repository": {"images": ["tiny"]},
+    "repository": {"path": "/srv/repository", "images": ["tiny"]},
 }
+CHECK = CheckReport.from_doc(DOC)
 
 
 def test_an_ok_check_is_up_a_check_with_problems_degraded_and_no_answer_down() -> None:
     assert classify("a", CHECK, "", 0.2, 1.0).health == UP
-    degraded = classify("a", {**CHECK, "ok": False, "problems": ["driver: no libvirt"]}, "", 0.2, 1.0)
+    degraded = classify(
+        "a", CheckReport.from_doc({**DOC, "ok": False, "problems": ["driver: no libvirt"]}), "", 0.2, 1.0
+    )
     assert (degraded.health, degraded.reason) == (DEGRADED, "driver: no libvirt")
     down = classify("a", None, "site a: cannot reach 127.0.0.4:2222", 5.0, 1.0)
     assert (down.health, down.reason) == (DOWN, "site a: cannot reach 127.0.0.4:2222")

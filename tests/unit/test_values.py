@@ -5,9 +5,9 @@ from __future__ import annotations
 import classad2
 import pytest
 
+from pcc.common.errors import UserInputError
 from pcc.condor.adapter import to_expr
-from pcc.errors import UserInputError
-from pcc.job import parse_assignments
+from pcc.jobs.main import parse_assignments
 
 
 @pytest.mark.parametrize(

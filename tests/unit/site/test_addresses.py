@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pcc.errors import CapacityError
+from pcc.common.errors import CapacityError
 from pcc.site.addresses import AddressPool
 
 SLOTS = [f"192.0.2.{i}" for i in range(10, 20)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pcc.errors import ConfigError
+from pcc.common.errors import ConfigError
 from pcc.site import config
 
 from .conftest import REPO, site_toml

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from drivers.base import Role
-from drivers.libvirt import NS, build_domain_xml
-from pcc.errors import UserInputError
+from pcc.common.errors import UserInputError
+from pcc.common.keys import normalize_public_key
+from pcc.drivers.base import Role
+from pcc.drivers.libvirt import NS, build_domain_xml
 from pcc.site import config, context
 from pcc.site.service import BootRequest, SiteService, mac_for
 
@@ -111,12 +112,12 @@ def test_seed_texts_carry_hostname_key_and_network(site_file: Path) -> None:
 )
 def test_only_one_openssh_public_key_is_accepted(text: str) -> None:
     with pytest.raises(UserInputError):
-        context.normalize_public_key(text)
+        normalize_public_key(text)
 
 
 def test_key_comments_that_could_break_yaml_are_dropped() -> None:
-    assert context.normalize_public_key("ssh-ed25519 AAAA1234 a: b # c") == "ssh-ed25519 AAAA1234"
-    assert context.normalize_public_key("ssh-ed25519 AAAA1234 bob@x\n") == "ssh-ed25519 AAAA1234 bob@x"
+    assert normalize_public_key("ssh-ed25519 AAAA1234 a: b # c") == "ssh-ed25519 AAAA1234"
+    assert normalize_public_key("ssh-ed25519 AAAA1234 bob@x\n") == "ssh-ed25519 AAAA1234 bob@x"
 
 
 def test_domain_xml_replaces_disks_and_nics_and_keeps_other_devices(site_file: Path) -> None:

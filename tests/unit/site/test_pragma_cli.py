@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pcc import __version__
-from pcc.errors import UserInputError
+from pcc.common.errors import UserInputError
 from pcc.site import cli
 
 

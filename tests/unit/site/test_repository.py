@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pcc.errors import UserInputError
+from pcc.common.errors import UserInputError
 from pcc.site.repository import Repository, RepositoryError, parse_vc_in
 
 SAMPLE = Path(__file__).resolve().parents[3] / "images" / "repository"

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pcc import demo
+from pcc.dev import demo
 
 from .site_env import VENV_BIN, Site, as_site_user, start_libvirt_session
 

@@ -14,12 +14,12 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pcc.condor.adapter import CondorAdapter, use_pool
+from pcc.condor.dag import JobEnvironment, default_pcc_job
 from pcc.condor.pool import PersonalPool
-from pcc.dag import JobEnvironment, default_pcc_job
-from pcc.notify import Notifier
-from pcc.reconcile import Outcome, Reconciler
-from pcc.settings import Settings
-from pcc.store import Store
+from pcc.controller.notify import Notifier
+from pcc.controller.reconcile import Outcome, Reconciler
+from pcc.controller.settings import Settings
+from pcc.controller.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
             next_run_time=datetime.now(UTC),
         )
         if settings.metrics_port:
-            from pcc.metrics import serve_metrics
+            from pcc.controller.metrics import serve_metrics
 
             serve_metrics(settings.metrics_port)
             log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)

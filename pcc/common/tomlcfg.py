@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pcc.errors import ConfigError
+from pcc.common.errors import ConfigError
 
 T = TypeVar("T")
 

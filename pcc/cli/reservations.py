@@ -9,15 +9,16 @@ import json
 import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from pcc.errors import PccError, UserInputError
-from pcc.model import Reservation, State
-from pcc.service import Service, SiteRequest, parse_duration, parse_time
-from pcc.settings import Settings
-from pcc.store import Store
+from pcc.common.errors import UserInputError
+from pcc.common.timefmt import human, parse_duration, parse_time
+from pcc.controller import views
+from pcc.controller.model import State
+from pcc.controller.service import Actor, Service, SiteRequest
+from pcc.controller.settings import Settings
+from pcc.controller.store import Store
 
 
 def _service(args: argparse.Namespace) -> Service:
@@ -29,7 +30,13 @@ def _me(args: argparse.Namespace) -> str:
     return args.user or os.environ.get("PCC_USER") or getpass.getuser()
 
 
-def _read_key(path: str | None) -> str:
+def _actor(args: argparse.Namespace, change: bool = False) -> Actor:
+    """The operator's CLI owns the store: an admin. Changes to someone else's reservation
+    still need ``--admin``, so that a typo in an id never cancels another user's cluster."""
+    return Actor(_me(args), admin=not change or bool(getattr(args, "admin", False)))
+
+
+def read_key(path: str | None) -> str:
     """The text of a --key FILE ("" when none was given)."""
     if not path:
         return ""
@@ -37,38 +44,6 @@ def _read_key(path: str | None) -> str:
         return Path(path).expanduser().read_text()
     except OSError as exc:
         raise UserInputError(f"--key {path}: {exc.strerror}") from None
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _res_doc(res: Reservation) -> dict[str, Any]:
-    return {
-        "id": res.id,
-        "owner": res.owner,
-        "title": res.title,
-        "image": res.image,
-        "state": res.state.value,
-        "begin": _iso(res.begin),
-        "end": _iso(res.end),
-        "cancelled": res.cancelled,
-        "dag": res.dag_cluster,
-        "allocations": [
-            {
-                "site": a.site,
-                "cpus": a.cpus,
-                "memory_gb": a.memory_gb,
-                "state": a.state.value,
-                "reason": a.reason,
-                "frontend": a.frontend,
-                "public_address": a.public_ip,
-                "nodes_up": a.nodes_up,
-                "nodes_total": a.nodes_total,
-            }
-            for a in res.allocations
-        ],
-    }
 
 
 def _emit(out: TextIO, args: argparse.Namespace, doc: Any, text: Callable[[], str]) -> int:
@@ -87,63 +62,55 @@ def cmd_reserve(args: argparse.Namespace, out: TextIO) -> int:
     if (args.end is None) == (args.duration is None):
         raise UserInputError("give exactly one of --end and --duration")
     end = parse_time(args.end, now) if args.end else begin + parse_duration(args.duration)
-    key = _read_key(args.key)
     res = svc.reserve(
-        _me(args),
+        _actor(args),
         args.image,
         [SiteRequest.parse(s) for s in args.site],
         begin,
         end,
         title=args.title or "",
-        ssh_key=key,
+        ssh_key=read_key(args.key),
         now=now,
     )
     return _emit(
         out,
         args,
-        _res_doc(res),
+        views.reservation(res),
         lambda: (
             f"reservation {res.id} admitted: {res.image} at {', '.join(a.site for a in res.allocations)} "
-            f"from {_iso(res.begin)} to {_iso(res.end)}\nwatch it: pcc show {res.id}   "
+            f"from {human(res.begin)} to {human(res.end)}\nwatch it: pcc show {res.id}   "
             f"(or: condor_q -constraint 'PccReservation == \"{res.id}\"' -af PccSite PccState PccNodesUp)"
         ),
     )
 
 
 def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    svc = _service(args)
-    owner = None if args.all else _me(args)
-    rows = [r for r in svc.store.reservations(owner) if not args.state or r.state.value == args.state]
+    state = State(args.state) if args.state else None
+    rows = _service(args).reservations(_actor(args), state=state, mine=not args.all)
 
     def text() -> str:
         lines = [f"{'ID':<8} {'OWNER':<10} {'IMAGE':<12} {'STATE':<10} {'BEGIN':<21} {'END':<21} SITES"]
         lines += [
-            f"{r.id:<8} {r.owner:<10} {r.image:<12} {r.state.value:<10} {_iso(r.begin):<21} "
-            f"{_iso(r.end):<21} {','.join(a.site + ':' + a.state.value for a in r.allocations)}"
+            f"{r.id:<8} {r.owner:<10} {r.image:<12} {r.state.value:<10} {human(r.begin):<21} "
+            f"{human(r.end):<21} {','.join(a.site + ':' + a.state.value for a in r.allocations)}"
             for r in rows
         ]
         return "\n".join(lines) if rows else "no reservations"
 
-    return _emit(out, args, [_res_doc(r) for r in rows], text)
+    return _emit(out, args, [views.reservation(r) for r in rows], text)
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
     svc = _service(args)
-    res = svc.store.reservation(args.id)
-    events = svc.store.events(res.id)
-    doc = {
-        **_res_doc(res),
-        "events": [
-            {"time": _iso(e.time), "site": e.site, "from": e.from_state, "to": e.to_state, "why": e.why}
-            for e in events
-        ],
-    }
+    actor = _actor(args)
+    res = svc.reservation(actor, args.id)
+    events = svc.events(actor, res.id)
 
     def text() -> str:
         lines = [
             f"reservation {res.id} ({res.title or 'untitled'}) by {res.owner}: "
             f"{res.image}, {res.state.value}",
-            f"  {_iso(res.begin)} -> {_iso(res.end)}" + ("  [cancelled]" if res.cancelled else ""),
+            f"  {human(res.begin)} -> {human(res.end)}" + ("  [cancelled]" if res.cancelled else ""),
         ]
         for a in res.allocations:
             lines.append(
@@ -158,45 +125,39 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
                 )
         lines.append("  events:")
         lines += [
-            f"    {_iso(e.time)} {e.site}: {e.from_state or '-'} -> {e.to_state}  ({e.why})" for e in events
+            f"    {human(e.time)} {e.site}: {e.from_state or '-'} -> {e.to_state}  ({e.why})" for e in events
         ]
         return "\n".join(lines)
 
-    return _emit(out, args, doc, text)
+    return _emit(out, args, views.reservation_detail(res, events), text)
 
 
 def cmd_cancel(args: argparse.Namespace, out: TextIO) -> int:
-    res = _service(args).cancel(args.id, None if args.admin else _me(args))
+    res = _service(args).cancel(_actor(args, change=True), args.id)
     return _emit(
-        out, args, _res_doc(res), lambda: f"reservation {res.id} cancelled; its clusters are torn down"
+        out,
+        args,
+        views.reservation(res),
+        lambda: f"reservation {res.id} cancelled; its clusters are torn down",
     )
 
 
 def cmd_extend(args: argparse.Namespace, out: TextIO) -> int:
     svc = _service(args)
-    res = svc.store.reservation(args.id)
+    actor = _actor(args, change=True)
     if (args.until is None) == (args.by is None):
         raise UserInputError("give exactly one of --until and --by")
-    until = parse_time(args.until) if args.until else res.end + parse_duration(args.by)
-    res = svc.extend(args.id, until, None if args.admin else _me(args))
-    return _emit(out, args, _res_doc(res), lambda: f"reservation {res.id} now ends at {_iso(res.end)}")
+    current = svc.reservation(actor, args.id)
+    until = parse_time(args.until) if args.until else current.end + parse_duration(args.by)
+    res = svc.extend(actor, args.id, until)
+    return _emit(
+        out, args, views.reservation(res), lambda: f"reservation {res.id} now ends at {human(res.end)}"
+    )
 
 
 def cmd_sites(args: argparse.Namespace, out: TextIO) -> int:
-    svc = _service(args)
-    rows = [
-        {
-            "name": s.name,
-            "host": s.host,
-            "port": s.port,
-            "user": s.user,
-            "cpus": s.cpus,
-            "memory_gb": s.memory_gb,
-            "deployment_type": s.deployment_type,
-            "ent": s.ent,
-        }
-        for s in svc.settings.sites
-    ]
+    records = _service(args).sites(_actor(args))
+    rows = [views.site(r) for r in records]
     return _emit(
         out,
         args,
@@ -204,8 +165,8 @@ def cmd_sites(args: argparse.Namespace, out: TextIO) -> int:
         lambda: (
             "\n".join(
                 f"{r['name']:<12} {r['user']}@{r['host']}:{r['port']:<6} {r['cpus']:>3} CPUs "
-                f"{r['memory_gb']:>6g} GB  "
-                f"{r['deployment_type']}"
+                f"{r['memory_gb']:>6g} GB  {r['health']:<9} {r['deployment_type']}"
+                + (f"  ({r['reason']})" if r["reason"] else "")
                 for r in rows
             )
             or "no sites configured"
@@ -214,55 +175,29 @@ def cmd_sites(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_images(args: argparse.Namespace, out: TextIO) -> int:
-    from pcc.sitelink import run_pragma
-
-    svc = _service(args)
-    rows: list[dict[str, Any]] = []
-    for site in svc.settings.sites:
-        try:
-            result = run_pragma(
-                site,
-                ["list", "repository"],
-                timeout=svc.settings.timings.ssh_timeout_s,
-                connect_timeout=svc.settings.timings.ssh_timeout_s,
-            )
-            for image in result.result or []:
-                rows.append(
-                    {"site": site.name, "name": image["name"], "description": image.get("description", "")}
-                )
-        except PccError as exc:
-            rows.append({"site": site.name, "error": str(exc)})
+    rows = views.images(_service(args).images(_actor(args)))
     return _emit(
         out,
         args,
         rows,
         lambda: (
-            "\n".join(
-                f"{r['site']:<12} {r.get('name', '-'):<16} {r.get('description') or r.get('error', '')}"
-                for r in rows
-            )
+            "\n".join(f"{r['site']:<12} {r.get('name', '-'):<16} {r.get('error', '')}" for r in rows)
             or "no sites configured"
         ),
     )
 
 
 def cmd_users_add(args: argparse.Namespace, out: TextIO) -> int:
-    key = _read_key(args.key)
-    user = _service(args).add_user(args.name, args.email or "", key)
-    return _emit(
-        out,
-        args,
-        {"name": user.name, "email": user.email, "ssh_key": user.ssh_key},
-        lambda: f"user {user.name} added",
-    )
+    user = _service(args).add_user(_actor(args), args.name, args.email or "", read_key(args.key))
+    return _emit(out, args, views.user(user), lambda: f"user {user.name} added")
 
 
 def cmd_users_list(args: argparse.Namespace, out: TextIO) -> int:
-    users = _service(args).store.users()
+    users = _service(args).users(_actor(args))
     return _emit(
         out,
         args,
-        [{"name": u.name, "email": u.email, "ssh_key": u.ssh_key} for u in users],
+        [views.user(u) for u in users],
         lambda: "\n".join(f"{u.name:<16} {u.email:<24} {u.ssh_key[:40]}" for u in users) or "no users",
     )
 

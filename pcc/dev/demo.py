@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from pcc.errors import PccError
-from pcc.settings import Settings
+from pcc.common.errors import PccError
+from pcc.controller.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SSH_PORT = 2222
-REPOSITORY = Path(__file__).resolve().parent.parent / "images" / "repository"
+REPOSITORY = Path(__file__).resolve().parents[2] / "images" / "repository"
 
 
 def make_keypair(path: Path, comment: str = "") -> Path:
@@ -253,8 +253,8 @@ def welcome(settings: Settings, out: TextIO) -> None:
     """Give the person at the terminal a key and the commands for a first reservation."""
     import getpass
 
-    from pcc.service import Service
-    from pcc.store import Store
+    from pcc.controller.service import Actor, Service
+    from pcc.controller.store import Store
 
     user = os.environ.get("PCC_USER") or getpass.getuser()
     key = settings.state_dir / "demo" / "user" / "id_ed25519"
@@ -262,7 +262,7 @@ def welcome(settings: Settings, out: TextIO) -> None:
     store = Store(settings.database)
     service = Service(settings, store)
     if store.user(user) is None:
-        service.add_user(user, "", Path(f"{key}.pub").read_text())
+        service.add_user(Actor(user, admin=True), user, "", Path(f"{key}.pub").read_text())
     pcc = f"{Path(sys.executable).parent / 'pcc'} --state-dir {settings.state_dir}"
     pool = settings.embedded_pool()
     ids = pool.client_env().get("CONDOR_IDS")

@@ -7,6 +7,7 @@ adds the traceback).
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import logging
 import os
@@ -17,18 +18,49 @@ from pathlib import Path
 from typing import TextIO
 
 from pcc import __version__
-from pcc.cli_reservations import add_commands
-from pcc.errors import PccError, PoolError
-from pcc.settings import Settings
+from pcc.cli.reservations import add_commands
+from pcc.common.errors import (
+    CondorError,
+    ConfigError,
+    Conflict,
+    PccError,
+    PoolError,
+    UserInputError,
+)
+from pcc.controller.settings import Settings
 
 log = logging.getLogger("pcc")
+
+
+class ExitStatus(enum.IntEnum):
+    """What `pcc` returns; :func:`exit_status` maps exceptions onto these, once."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2  # bad configuration or input, or no such thing (NotFound, Forbidden)
+    POOL = 3  # the HTCondor pool is not installed or not running
+    REFUSED = 4  # HTCondor refused an operation, or the request conflicts (capacity, state)
+    INTERRUPTED = 130
+
+
+def exit_status(exc: BaseException) -> ExitStatus:
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitStatus.INTERRUPTED
+    if isinstance(exc, PoolError):
+        return ExitStatus.POOL
+    if isinstance(exc, CondorError | Conflict):
+        return ExitStatus.REFUSED
+    if isinstance(exc, ConfigError | UserInputError):
+        return ExitStatus.USAGE
+    return ExitStatus.ERROR
+
 
 EXIT_CODES = """exit codes:
   0  success
   1  error
-  2  bad configuration or bad input
+  2  bad configuration or bad input, or no such reservation
   3  the HTCondor pool is not installed or not running
-  4  HTCondor refused an operation, or not enough capacity
+  4  HTCondor refused an operation, or the request conflicts (not enough capacity, ...)
   130 interrupted"""
 
 
@@ -109,11 +141,11 @@ def _print_status(status, out: TextIO, output: str) -> int:  # type: ignore[no-u
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    from pcc.serve import serve
+    from pcc.controller.serve import serve
 
     if not args.demo:
         return serve(_settings(args))
-    from pcc.demo import start_demo, welcome
+    from pcc.dev.demo import start_demo, welcome
 
     settings = _settings(args)
     pool_user = settings.embedded_pool().daemon_user().pw_name if settings.embedded else None
@@ -184,14 +216,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     handler: Handler = args.handler
     try:
-        return handler(args, out)
-    except PccError as exc:
+        return int(handler(args, out))
+    except KeyboardInterrupt:
+        return ExitStatus.INTERRUPTED
+    except Exception as exc:  # every failure is one line on stderr; --debug adds the traceback
         if args.debug:
             log.exception("command failed")
-        print(f"pcc: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+        text = str(exc) if isinstance(exc, PccError) else f"{type(exc).__name__}: {exc}"
+        print(f"pcc: error: {text}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

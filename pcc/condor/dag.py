@@ -8,15 +8,15 @@ import pwd
 import re
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from pcc.calendar import FRONTEND_CPUS
+from pcc.common.errors import ConfigError
+from pcc.common.templates import render
+from pcc.common.timefmt import iso
 from pcc.condor.adapter import CondorAdapter
-from pcc.errors import ConfigError
-from pcc.model import Reservation
-from pcc.settings import Settings
-from pcc.templates import render
+from pcc.controller.admission import FRONTEND_CPUS
+from pcc.controller.model import Reservation
+from pcc.controller.settings import Settings
 
 TEMPLATES = "pcc.submit_templates"
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
@@ -75,7 +75,6 @@ def render_dag(res: Reservation, settings: Settings, env: JobEnvironment, direct
         )
         for a in res.allocations
     )
-    iso = lambda ts: datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     sites = ",".join(a.site for a in res.allocations)
     return {
         "reservation.dag": render(

@@ -4,19 +4,33 @@ which checks the state machine and records the event in the same transaction."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from pcc import metrics
-from pcc.errors import UserInputError
-from pcc.model import HOLDING, Allocation, Event, Reservation, State, User, check_transition
-from pcc.settings import SiteEntry
+from pcc.common.errors import NotFound, UserInputError
+from pcc.controller import metrics
+from pcc.controller.model import HOLDING, Allocation, Event, Reservation, State, User, check_transition
+from pcc.controller.settings import SiteEntry
+
+
+@dataclass(frozen=True)
+class SiteRecord:
+    """A configured site and what its probes last said of it."""
+
+    entry: SiteEntry
+    health: str  # up | degraded | down | unknown (never probed)
+    reason: str = ""
+    last_probe: float | None = None
+    last_good: float | None = None
+    images: tuple[str, ...] | None = None  # None: never reported
 
 
 class Store:
@@ -28,6 +42,22 @@ class Store:
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(conn)
         self._schema()
+
+    @contextlib.contextmanager
+    def immediate(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction (the write lock taken at once, so a check and
+        the write it allows are atomic across processes); nested uses join the outer one."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _schema(self) -> None:
         db = self.db
@@ -166,12 +196,31 @@ class Store:
         row = {"site": site, "images": json.dumps(sorted(images)), "updated": time.time()}
         self.db["site_images"].upsert(row, pk="site")
 
-    def site_images(self, site: str, max_age: float | None) -> list[str] | None:
-        """The site's image names as it last reported them (None if unknown or too old)."""
+    def site_catalog(self, site: str) -> tuple[tuple[str, ...], float] | None:
+        """The site's image names as its probes last reported them, and when (None: never)."""
         rows = list(self.db["site_images"].rows_where("site = ?", [site]))
-        if not rows or (max_age is not None and time.time() - rows[0]["updated"] > max_age):
+        if not rows:
             return None
-        return list(json.loads(rows[0]["images"]))
+        return tuple(json.loads(rows[0]["images"])), float(rows[0]["updated"])
+
+    def site_records(self, sites: Sequence[SiteEntry]) -> list[SiteRecord]:
+        """Configured sites with their last probe's verdict and catalog."""
+        health = self.site_health()
+        out = []
+        for site in sites:
+            h = health.get(site.name) or {}
+            catalog = self.site_catalog(site.name)
+            out.append(
+                SiteRecord(
+                    site,
+                    health=h.get("health") or "unknown",
+                    reason=h.get("reason") or "",
+                    last_probe=h.get("last_probe"),
+                    last_good=h.get("last_good"),
+                    images=catalog[0] if catalog else None,
+                )
+            )
+        return out
 
     def record_health(self, site: str, health: str, reason: str, when: float, seconds: float) -> str | None:
         """Store a probe's verdict; a change of health is an event. Returns the previous
@@ -227,56 +276,51 @@ class Store:
         return f"r{row[0]:05d}", int(row[0])
 
     def add_reservation(self, res: Reservation, why: str = "reservation admitted") -> Reservation:
-        """Insert a reservation and its allocations (state ``requested``) atomically."""
+        """Insert a reservation and its allocations (state ``requested``) in one transaction
+        (the caller's, when it holds one: the service admits and inserts atomically)."""
         db = self.db
-        with db.conn:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                rid, seq = self.next_id()
-                db["reservations"].insert(
+        with self.immediate():
+            rid, seq = self.next_id()
+            db["reservations"].insert(
+                {
+                    "id": rid,
+                    "seq": seq,
+                    "owner": res.owner,
+                    "title": res.title,
+                    "image": res.image,
+                    "begin": res.begin,
+                    "end": res.end,
+                    "created": res.created,
+                    "ssh_key": res.ssh_key,
+                    "cancelled": 0,
+                }
+            )
+            now = time.time()
+            for a in res.allocations:
+                db["allocations"].insert(
                     {
-                        "id": rid,
-                        "seq": seq,
-                        "owner": res.owner,
-                        "title": res.title,
-                        "image": res.image,
-                        "begin": res.begin,
-                        "end": res.end,
-                        "created": res.created,
-                        "ssh_key": res.ssh_key,
-                        "cancelled": 0,
+                        "reservation": rid,
+                        "site": a.site,
+                        "cpus": a.cpus,
+                        "memory_gb": a.memory_gb,
+                        "ent": int(a.ent),
+                        "state": State.REQUESTED.value,
+                        "reason": "",
+                        "nodes_up": 0,
+                        "nodes_total": 0,
+                        "updated": now,
                     }
                 )
-                now = time.time()
-                for a in res.allocations:
-                    db["allocations"].insert(
-                        {
-                            "reservation": rid,
-                            "site": a.site,
-                            "cpus": a.cpus,
-                            "memory_gb": a.memory_gb,
-                            "ent": int(a.ent),
-                            "state": State.REQUESTED.value,
-                            "reason": "",
-                            "nodes_up": 0,
-                            "nodes_total": 0,
-                            "updated": now,
-                        }
-                    )
-                    db["events"].insert(
-                        {
-                            "time": now,
-                            "reservation": rid,
-                            "site": a.site,
-                            "from_state": "",
-                            "to_state": State.REQUESTED.value,
-                            "why": why,
-                        }
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+                db["events"].insert(
+                    {
+                        "time": now,
+                        "reservation": rid,
+                        "site": a.site,
+                        "from_state": "",
+                        "to_state": State.REQUESTED.value,
+                        "why": why,
+                    }
+                )
         return self.reservation(rid)
 
     def _allocations(self, where: str, args: Iterable[Any]) -> list[Allocation]:
@@ -314,24 +358,32 @@ class Store:
             allocations=tuple(self._allocations("reservation = ?", [row["id"]])),
         )
 
-    def reservation(self, rid: str) -> Reservation:
+    def find_reservation(self, rid: str) -> Reservation | None:
         rows = list(self.db["reservations"].rows_where("id = ?", [rid]))
-        if not rows:
-            raise UserInputError(f"no reservation {rid!r}")
-        return self._reservation(rows[0])
+        return self._reservation(rows[0]) if rows else None
+
+    def reservation(self, rid: str) -> Reservation:
+        found = self.find_reservation(rid)
+        if found is None:
+            raise NotFound(f"no reservation {rid!r}")
+        return found
 
     def reservations(self, owner: str | None = None) -> list[Reservation]:
         where, args = ("owner = ?", [owner]) if owner else (None, [])
         return [self._reservation(r) for r in self.db["reservations"].rows_where(where, args, order_by="seq")]
 
     def bookings_at(self, site: str, exclude: str | None = None) -> list[tuple[Allocation, Reservation]]:
-        """Allocations at ``site`` that hold capacity, with their reservations."""
+        """Allocations at ``site`` that hold capacity (not of cancelled reservations), with
+        their reservations."""
         held = [s.value for s in HOLDING]
         marks = ",".join("?" * len(held))
         out = []
         for alloc in self._allocations(f"site = ? and state in ({marks})", [site, *held]):
-            if alloc.reservation != exclude:
-                out.append((alloc, self.reservation(alloc.reservation)))
+            if alloc.reservation == exclude:
+                continue
+            res = self.reservation(alloc.reservation)
+            if not res.cancelled:
+                out.append((alloc, res))
         return out
 
     def set_dag(self, rid: str, cluster: int | None) -> None:
@@ -348,34 +400,27 @@ class Store:
         """Move an allocation to ``target`` (checked), recording the event; other fields may be
         updated alongside. Returns False when it already is in ``target`` (idempotent)."""
         db = self.db
-        with db.conn:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db["allocations"].get(alloc_id)
-                current = State(row["state"])
-                if current is target:
-                    if fields:
-                        db["allocations"].update(alloc_id, fields)
-                    db.execute("COMMIT")
-                    return False
-                check_transition(current, target)
-                now = time.time()
-                db["allocations"].update(alloc_id, {**fields, "state": target.value, "updated": now})
-                db["events"].insert(
-                    {
-                        "time": now,
-                        "reservation": row["reservation"],
-                        "site": row["site"],
-                        "from_state": current.value,
-                        "to_state": target.value,
-                        "why": why,
-                    }
-                )
-                metrics.TRANSITIONS.labels(current.value, target.value).inc()
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self.immediate():
+            row = db["allocations"].get(alloc_id)
+            current = State(row["state"])
+            if current is target:
+                if fields:
+                    db["allocations"].update(alloc_id, fields)
+                return False
+            check_transition(current, target)
+            now = time.time()
+            db["allocations"].update(alloc_id, {**fields, "state": target.value, "updated": now})
+            db["events"].insert(
+                {
+                    "time": now,
+                    "reservation": row["reservation"],
+                    "site": row["site"],
+                    "from_state": current.value,
+                    "to_state": target.value,
+                    "why": why,
+                }
+            )
+        metrics.TRANSITIONS.labels(current.value, target.value).inc()
         return True
 
     def update_allocation(self, alloc_id: int, **fields: Any) -> None:

@@ -14,9 +14,9 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from pcc.model import TERMINAL, State
-from pcc.settings import Settings
-from pcc.store import Store
+from pcc.controller.model import TERMINAL, State
+from pcc.controller.settings import Settings
+from pcc.controller.store import Store
 
 log = logging.getLogger(__name__)
 

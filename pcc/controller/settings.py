@@ -14,10 +14,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pcc.common.errors import ConfigError
+from pcc.common.names import CLUSTER_NAME
+from pcc.common.tomlcfg import TomlReader, read_toml
 from pcc.condor.pool import PersonalPool
-from pcc.errors import ConfigError
-from pcc.site.names import CLUSTER_NAME
-from pcc.tomlcfg import TomlReader, read_toml
 
 
 def default_state_dir() -> Path:
@@ -199,7 +199,7 @@ class Settings:
             if site.name == name:
                 return site
         known = ", ".join(s.name for s in self.sites) or "none configured"
-        from pcc.errors import UserInputError
+        from pcc.common.errors import UserInputError
 
         raise UserInputError(f"unknown site {name!r} (sites: {known})")
 

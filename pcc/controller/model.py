@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from pcc.errors import PccError
+from pcc.common.errors import PccError
 
 
 class State(enum.StrEnum):

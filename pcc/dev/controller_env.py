@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from pcc.condor.adapter import CondorAdapter
+from pcc.condor.dag import JobEnvironment, default_pcc_job
 from pcc.condor.pool import PersonalPool
-from pcc.dag import JobEnvironment, default_pcc_job
-from pcc.model import State
-from pcc.reconcile import Reconciler
-from pcc.service import Service
-from pcc.settings import Settings
-from pcc.store import Store
+from pcc.controller.model import State
+from pcc.controller.reconcile import Reconciler
+from pcc.controller.service import Service
+from pcc.controller.settings import Settings
+from pcc.controller.store import Store
 
 from .site_env import VENV_BIN
 from .ssh_sites import SSH_PORT, SshSite
@@ -145,6 +145,7 @@ def make_controller(
     owner = pool.daemon_user().pw_name
     env = JobEnvironment(default_pcc_job(), pool.config_file, config, state)
     reconciler = Reconciler(settings, store, CondorAdapter(), env, owner)
+    reconciler.probe_sites()  # as `pcc serve` does first: the sites' health and image catalogs
     return Controller(state, config, settings, store, Service(settings, store), reconciler, user_key, pool)
 
 

@@ -10,6 +10,7 @@ passes in ``environment``.
 from __future__ import annotations
 
 import argparse
+import enum
 import logging
 import os
 import re
@@ -23,13 +24,15 @@ from typing import Any
 import classad2
 
 from pcc import __version__
-from pcc.errors import PccError, PermanentError, UserInputError
-from pcc.settings import Settings
-from pcc.sitelink import run_pragma
+from pcc.common.errors import ConfigError, PccError, UserInputError
+from pcc.common.jobstate import PccState
+from pcc.common.protocol import ClusterStatus
+from pcc.controller.settings import Settings
+from pcc.controller.siteclient import SiteClient
 
 ATTR_NAME = re.compile(r"^Pcc[A-Za-z0-9]{1,60}\Z")
 LOCAL_UNIVERSE = 12
-log = logging.getLogger("pcc.job")
+log = logging.getLogger("pcc.jobs.main")
 
 
 @dataclass(frozen=True)
@@ -113,17 +116,19 @@ def own_ad(identity: JobIdentity, projection: list[str]) -> dict[str, Any]:
     return {k: ads[0].eval(k) for k in projection if ads and k in ads[0]}
 
 
-def _status_attrs(nodes: list[dict[str, Any]]) -> dict[str, Any]:
-    up = sum(1 for n in nodes if n.get("state") == "running")
-    fe = next((n for n in nodes if n.get("role") == "frontend"), {})
-    public = fe.get("public_ip") or ""
-    port = fe.get("ssh_port")
+def _status_attrs(status: ClusterStatus) -> dict[str, Any]:
+    fe = status.frontend
     return {
-        "PccNodesUp": up,
-        "PccNodesTotal": len(nodes),
-        "PccFrontend": fe.get("name", ""),
-        "PccPublicIP": f"{public}:{port}" if public and port not in (None, 22) else public,
+        "PccNodesUp": status.nodes_up,
+        "PccNodesTotal": status.nodes_total,
+        "PccFrontend": fe.name if fe else "",
+        "PccPublicIP": status.login_address,
     }
+
+
+def _client(settings: Settings, site: str) -> SiteClient:
+    t = settings.timings
+    return SiteClient(settings.site(site), timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s)
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -133,45 +138,37 @@ def cmd_boot(args: argparse.Namespace) -> int:
     res_dir = settings.dag_dir / args.reservation
     identity = JobIdentity.from_environment()
     attempt = f"attempt {args.attempt + 1}/{args.attempts}"
-    publish_values({"PccState": "booting", "PccMessage": f"booting ({attempt})"}, identity)
+    publish_values({"PccState": PccState.BOOTING, "PccMessage": f"booting ({attempt})"}, identity)
     key = (res_dir / "key.pub").read_text()  # a file, not an argument: job ads are public
     publish_values({"PccBootCalled": int(time.time())}, identity)
     try:
-        result = run_pragma(
-            site,
-            ["boot", args.image, str(args.cpus), "key=-", f"cluster={args.reservation}"],
-            timeout=settings.timings.boot_timeout_s,
-            stdin=key,
-            connect_timeout=settings.timings.ssh_timeout_s,
-        )
-        if not result.ok:
-            raise PermanentError(result.error)
+        result = _client(settings, site.name).boot(args.image, args.cpus, args.reservation, key)
     except PccError as exc:
         last = args.attempt + 1 >= args.attempts
         log.error("reservation %s site %s: boot failed (%s): %s", args.reservation, site.name, attempt, exc)
         publish_values(
-            {"PccState": "failed" if last else "retrying", "PccMessage": f"{attempt}: {exc}"[:500]}, identity
+            {
+                "PccState": PccState.FAILED if last else PccState.RETRYING,
+                "PccMessage": f"{attempt}: {exc}"[:500],
+            },
+            identity,
         )
         if not last:
             time.sleep(settings.timings.retry_delay_s)
-        return 1
+        return ExitStatus.ERROR
     publish_values(
-        {
-            "PccState": "booted",
-            "PccMessage": result.result.get("message", "booted"),
-            **_status_attrs(result.result.get("nodes", [])),
-        },
+        {"PccState": PccState.BOOTED, "PccMessage": result.message, **_status_attrs(result.status)},
         identity,
     )
     log.info("reservation %s site %s: booted", args.reservation, site.name)
-    return 0
+    return ExitStatus.OK
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     """Until the reservation's end (read from this job's own ad each time): publish the
     cluster's live state. A site that cannot be reached is reported, not fatal."""
     settings = _settings()
-    site = settings.site(args.site)
+    client = _client(settings, args.site)
     identity = JobIdentity.from_environment()
     last: dict[str, Any] = {}
     end = 0
@@ -187,24 +184,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 continue
         now = time.time()
         if now >= end:
-            publish_values({"PccState": "ending", "PccMessage": "the reservation ended"}, identity)
-            return 0
+            publish_values({"PccState": PccState.ENDING, "PccMessage": "the reservation ended"}, identity)
+            return ExitStatus.OK
         try:
-            listing = run_pragma(
-                site,
-                ["list", "cluster", args.reservation],
-                timeout=settings.timings.ssh_timeout_s,
-                connect_timeout=settings.timings.ssh_timeout_s,
-            )
-            nodes = listing.result if listing.ok and isinstance(listing.result, list) else []
-            attrs = _status_attrs(nodes)
-            if not nodes:
-                state, message = "lost", "the site reports no nodes for this cluster"
-            elif attrs["PccNodesUp"] == attrs["PccNodesTotal"]:
-                state, message = "running", f"{attrs['PccNodesUp']}/{attrs['PccNodesTotal']} nodes running"
-            else:
-                state, message = "degraded", f"{attrs['PccNodesUp']}/{attrs['PccNodesTotal']} nodes running"
-            update = {"PccState": state, "PccMessage": message, **attrs}
+            status = client.cluster(args.reservation)
+            state, message = status.verdict()
+            update: dict[str, Any] = {"PccState": state, "PccMessage": message, **_status_attrs(status)}
         except PccError as exc:
             update = {"PccMessage": f"site unreachable: {exc}"[:500]}
         if update != last:
@@ -225,18 +210,11 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     failures: list[str] = []
     done: list[str] = []
     for name in filter(None, args.sites.split(",")):
-        site = settings.site(name)
+        client = _client(settings, name)
         for attempt in range(3):
             try:
-                for verb in ("shutdown", "clean"):
-                    result = run_pragma(
-                        site,
-                        [verb, args.reservation],
-                        timeout=settings.timings.boot_timeout_s,
-                        connect_timeout=settings.timings.ssh_timeout_s,
-                    )
-                    if not result.ok:
-                        raise PermanentError(result.error)
+                client.shutdown(args.reservation)
+                client.clean(args.reservation)
                 log.info("reservation %s site %s: torn down", args.reservation, name)
                 done.append(name)
                 break
@@ -255,17 +233,17 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     if failures:
         publish_values(
             {
-                "PccState": "teardown-failed",
+                "PccState": PccState.TEARDOWN_FAILED,
                 "PccTornDown": ",".join(done),
                 "PccMessage": "; ".join(failures)[:500],
             },
             identity,
         )
-        return 1
+        return ExitStatus.ERROR
     publish_values(
-        {"PccState": "stopped", "PccTornDown": ",".join(done), "PccMessage": "torn down"}, identity
+        {"PccState": PccState.STOPPED, "PccTornDown": ",".join(done), "PccMessage": "torn down"}, identity
     )
-    return 0
+    return ExitStatus.OK
 
 
 def publish_values(values: dict[str, Any], identity: JobIdentity | None = None) -> str:
@@ -282,6 +260,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
     via = publish(parse_assignments(args.assignments))
     print(f"published {', '.join(args.assignments)} via {via}", file=sys.stderr)
     return 0
+
+
+class ExitStatus(enum.IntEnum):
+    """What `pcc-job` returns (DAGMan reads it: see the DAG's RETRY ... UNLESS-EXIT)."""
+
+    OK = 0
+    ERROR = 1  # worth retrying
+    USAGE = 2
+
+
+def exit_status(exc: BaseException) -> ExitStatus:
+    return ExitStatus.USAGE if isinstance(exc, UserInputError | ConfigError) else ExitStatus.ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,12 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except PccError as exc:
-        print(f"pcc-job: error: {exc}", file=sys.stderr)
-        return exc.exit_code
     except Exception as exc:  # the bindings raise their own types; report them in one line
-        print(f"pcc-job: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        text = str(exc) if isinstance(exc, PccError) else f"{type(exc).__name__}: {exc}"
+        print(f"pcc-job: error: {text}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-from pcc.errors import CapacityError
+from pcc.common.errors import CapacityError
+from pcc.common.timefmt import human
 
 FRONTEND_CPUS = 1
 
@@ -22,10 +22,6 @@ class Booking:
     end: int
     cpus: int  # including the frontend
     memory_gb: float
-
-
-def _when(t: int) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def peak_usage(
@@ -63,6 +59,6 @@ def admit(
         if level > capacity:
             short = level - capacity
             raise CapacityError(
-                f"site {site} is short of {label} from {_when(t0)} to {_when(t1)}: "
+                f"site {site} is short of {label} from {human(t0)} to {human(t1)}: "
                 f"{level:g}{unit} would be in use, capacity {capacity:g}{unit} ({short:g}{unit} short)"
             )

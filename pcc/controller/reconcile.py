@@ -16,16 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pcc import metrics
-from pcc.calendar import Booking, peak_usage
+from pcc.common.errors import PccError
 from pcc.condor.adapter import CondorAdapter, JobStatus
-from pcc.dag import JobEnvironment, submit_reservation
-from pcc.errors import PccError
-from pcc.model import HOLDING, TERMINAL, TRANSITIONS, Allocation, Reservation, State
-from pcc.probes import DOWN, UP, Probe, advertise, probe_sites, site_ad
-from pcc.settings import Settings, SiteEntry
-from pcc.sitelink import run_pragma
-from pcc.store import Store
+from pcc.condor.dag import JobEnvironment, submit_reservation
+from pcc.controller import metrics
+from pcc.controller.admission import Booking, peak_usage
+from pcc.controller.model import HOLDING, TERMINAL, TRANSITIONS, Allocation, Reservation, State
+from pcc.controller.probes import DOWN, UP, Probe, advertise, probe_sites, site_ad
+from pcc.controller.settings import Settings, SiteEntry
+from pcc.controller.siteclient import SiteClient
+from pcc.controller.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +181,12 @@ class Reconciler:
             metrics.SITE_UP.labels(p.site).set(0 if p.health == DOWN else 1)
             metrics.SITE_HEALTHY.labels(p.site).set(1 if p.health == UP else 0)
             metrics.SITE_PROBE_SECONDS.labels(p.site).set(p.seconds)
-            if p.health != DOWN:
+            if p.report is not None:
                 metrics.SITE_LAST_SUCCESS.labels(p.site).set(p.time)
                 for kind in ("total", "free", "reserved"):
-                    metrics.SITE_CPUS.labels(p.site, kind).set(p.check.get("cpus", {}).get(kind, 0))
+                    metrics.SITE_CPUS.labels(p.site, kind).set(getattr(p.report.cpus, kind))
                     metrics.SITE_MEMORY.labels(p.site, kind).set(
-                        p.check.get("memory_mb", {}).get(kind, 0) * 1024 * 1024
+                        getattr(p.report.memory_mb, kind) * 1024 * 1024
                     )
         try:
             known = self.condor.collector_names("PccSite")
@@ -232,8 +232,7 @@ class Reconciler:
         timeout = self.settings.timings.ssh_timeout_s
 
         def clusters(site: SiteEntry) -> set[str]:
-            result = run_pragma(site, ["list", "cluster"], timeout=timeout, connect_timeout=timeout)
-            return {str(n.get("cluster")) for n in result.result or []} if result.ok else set()
+            return set(SiteClient(site, timeout=timeout).clusters())
 
         found: list[tuple[str, str]] = []
         with ThreadPoolExecutor(max_workers=min(8, len(self.settings.sites))) as pool:

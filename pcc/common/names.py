@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pcc.errors import UserInputError
+from pcc.common.errors import UserInputError
 
 # A cluster name becomes a hostname prefix, a libvirt domain name and a directory name:
 # a lower-case DNS label of at most 40 characters.

@@ -8,12 +8,13 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from pcc.errors import PccError
-from pcc.settings import SiteEntry
-from pcc.sitelink import run_pragma
+from pcc.common.errors import PccError
+from pcc.common.protocol import CheckReport
+from pcc.controller.settings import SiteEntry
+from pcc.controller.siteclient import SiteClient
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +28,28 @@ class Probe:
     reason: str
     seconds: float
     time: float
-    check: dict[str, Any] = field(default_factory=dict)
+    report: CheckReport | None = None
 
     @property
     def images(self) -> list[str] | None:
-        repo = self.check.get("repository", {})
-        return list(repo["images"]) if "images" in repo else None
+        return list(self.report.images) if self.report and self.report.images is not None else None
 
 
-def classify(site: str, check: dict[str, Any] | None, error: str, seconds: float, now: float) -> Probe:
+def classify(site: str, report: CheckReport | None, error: str, seconds: float, now: float) -> Probe:
     """A `pragma check` answer (or the failure to get one) as a health state."""
-    if check is None:
+    if report is None:
         return Probe(site, DOWN, error or "no answer", seconds, now)
-    problems = check.get("problems") or []
-    if check.get("ok") and not problems:
-        return Probe(site, UP, "", seconds, now, check)
-    return Probe(site, DEGRADED, "; ".join(problems) or "the site reports a problem", seconds, now, check)
+    if report.ok and not report.problems:
+        return Probe(site, UP, "", seconds, now, report)
+    reason = "; ".join(report.problems) or "the site reports a problem"
+    return Probe(site, DEGRADED, reason, seconds, now, report)
 
 
 def probe_one(site: SiteEntry, timeout: float) -> Probe:
     t0 = time.monotonic()
     try:
-        result = run_pragma(site, ["check"], timeout=timeout, connect_timeout=timeout)
-        check = result.result if result.ok and isinstance(result.result, dict) else None
-        return classify(site.name, check, result.error, time.monotonic() - t0, time.time())
+        report = SiteClient(site, timeout=timeout).check()
+        return classify(site.name, report, "", time.monotonic() - t0, time.time())
     except PccError as exc:
         return classify(site.name, None, str(exc), time.monotonic() - t0, time.time())
 
@@ -81,21 +80,19 @@ def probe_sites(sites: Sequence[SiteEntry], timeout: float, max_workers: int = 6
 
 def site_ad(site: SiteEntry, probe: Probe) -> dict[str, Any]:
     """The collector ad of a site (plain values; the advertiser makes the ClassAd)."""
-    check = probe.check
-    cpus = check.get("cpus", {})
-    memory = check.get("memory_mb", {})
+    r = probe.report
     return {
         "MyType": "PccSite",
         "Name": site.name,
         "PccHealth": probe.health,
         "PccHealthReason": probe.reason,
-        "PccTotalCpus": int(cpus.get("total", site.cpus)),
-        "PccFreeCpus": int(cpus.get("free", 0)),
-        "PccTotalMemoryMb": int(memory.get("total", site.memory_gb * 1024)),
-        "PccFreeMemoryMb": int(memory.get("free", 0)),
-        "PccVersion": str(check.get("pragma_version", "")),
-        "PccDeploymentType": str(check.get("deployment_type", site.deployment_type)),
-        "PccEnt": bool(check.get("ent_enabled", site.ent)),
+        "PccTotalCpus": r.cpus.total if r else site.cpus,
+        "PccFreeCpus": r.cpus.free if r else 0,
+        "PccTotalMemoryMb": r.memory_mb.total if r else int(site.memory_gb * 1024),
+        "PccFreeMemoryMb": r.memory_mb.free if r else 0,
+        "PccVersion": r.pragma_version if r else "",
+        "PccDeploymentType": (r.deployment_type if r else "") or site.deployment_type,
+        "PccEnt": r.ent_enabled if r else site.ent,
         "PccLastProbe": int(probe.time),
     }
 

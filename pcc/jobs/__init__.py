@@ -1,0 +1,1 @@
+"""The entry points that PCC's HTCondor jobs run (`pcc-job`)."""
