@@ -72,10 +72,10 @@ def main() -> int:
             plain, probed = [], []
             for _ in range(args.runs):
                 t0 = time.monotonic()
-                ctl.reconciler.reconcile_once(probe=False, check_sites=False)
+                ctl.reconciler.reconcile_once()
                 plain.append(time.monotonic() - t0)
                 t0 = time.monotonic()
-                probes = ctl.reconciler.probe_sites()
+                probes = ctl.probe()
                 probed.append(time.monotonic() - t0)
             healthy = sum(p.health == "up" for p in probes)
             print(

@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 from pcc.dev import site_env  # noqa: E402
 from pcc.dev.controller_env import ssh_login  # noqa: E402
 from pcc.dev.demo import make_keypair  # noqa: E402
-from pcc.site.staging import create_overlay  # noqa: E402
+from pcc.drivers.libvirt.overlays import create_overlay  # noqa: E402
 
 
 def median(values: list[float]) -> str:

@@ -104,13 +104,15 @@ def cmd_condor_status(args: argparse.Namespace, out: TextIO) -> int:
     pool = settings.embedded_pool()
     if pool.installed_version is None:
         raise PoolError(
-            f"HTCondor is not installed in {pool.prefix}: run `make install` or `pcc condor install`"
+            f"HTCondor is not installed in {pool.prefix} ({settings.where()}): "
+            "run `make install` or `pcc condor install`"
         )
     status = pool.status()
     rc = _print_status(status, out, args.output)
     if not status.running:
         raise PoolError(
-            f"the pool is not running (state in {pool.local_dir}): start it with `pcc condor start`"
+            f"the pool is not running (its state in {pool.local_dir}; {settings.where()}): "
+            "start it with `pcc condor start`"
         )
     return rc
 

@@ -21,8 +21,15 @@ from pcc.controller.settings import Settings
 from pcc.controller.store import Store
 
 
-def _service(args: argparse.Namespace) -> Service:
+def _service(args: argparse.Namespace, create: bool = False) -> Service:
+    """The service over this state directory's store; a store that does not exist is an
+    error naming the directory and why it was chosen (unless ``create``)."""
     settings = Settings.from_env(args.state_dir, args.config)
+    if not create and not settings.database.exists():
+        raise UserInputError(
+            f"no store at {settings.database}: {settings.where()}; run `pcc serve` (or `make run`) "
+            "with this state directory first, or point at another with --state-dir or $PCC_STATE_DIR"
+        )
     return Service(settings, Store(settings.database))
 
 
@@ -188,7 +195,7 @@ def cmd_images(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_users_add(args: argparse.Namespace, out: TextIO) -> int:
-    user = _service(args).add_user(_actor(args), args.name, args.email or "", read_key(args.key))
+    user = _service(args, create=True).add_user(_actor(args), args.name, args.email or "", read_key(args.key))
     return _emit(out, args, views.user(user), lambda: f"user {user.name} added")
 
 

@@ -10,6 +10,7 @@ daemons' identity) before an adapter is made.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import time
@@ -28,16 +29,20 @@ log = logging.getLogger(__name__)
 JobSpec = int | str  # a cluster id, "cluster.proc", or a constraint expression
 
 
-class JobStatus:
-    """HTCondor's JobStatus codes, named."""
+# HTCondor's JobStatus codes, named: the bindings' own IntEnum, so ``ad["JobStatus"] ==
+# JobStatus.HELD`` holds for the plain integers that queries return, and an f-string of a
+# member gives its number (``f"JobStatus == {JobStatus.HELD}"`` is ``JobStatus == 5``).
+JobStatus = htcondor2.JobStatus
 
-    IDLE = 1
-    RUNNING = 2
-    REMOVED = 3
-    COMPLETED = 4
-    HELD = 5
-    TRANSFERRING_OUTPUT = 6
-    SUSPENDED = 7
+
+class Universe(enum.IntEnum):
+    """HTCondor's ``JobUniverse`` codes that PCC uses, named. The bindings expose no universe
+    enum (25.14.1 has JobStatus, JobAction, ... but nothing for universes); the numbers are
+    HTCondor's (``condor_universe.h``) and are what a job ad's ``JobUniverse`` holds."""
+
+    VANILLA = 5
+    SCHEDULER = 7  # DAGMan itself runs here
+    LOCAL = 12
 
 
 @dataclass(frozen=True)
@@ -109,11 +114,23 @@ class CondorAdapter:
         log.info("submitted cluster %d (%d procs)", result.cluster(), result.num_procs())
         return Submitted(result.cluster(), result.num_procs())
 
-    def submit_dag(self, dag_file: Path, options: Mapping[str, Any] | None = None) -> Submitted:
-        """Submit a DAG file through DAGMan (like ``condor_submit_dag -force``)."""
+    def submit_dag(
+        self,
+        dag_file: Path,
+        options: Mapping[str, Any] | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Submitted:
+        """Submit a DAG file through DAGMan (like ``condor_submit_dag -force``).
+
+        ``options`` are ``condor_submit_dag``'s (e.g. ``{"batch-name": "r1"}``);
+        ``attributes`` are custom attributes of the DAGMan job itself (``{"PccReservation":
+        "r1"}``), set in its submit description, so the job carries them from its first ad.
+        """
         opts = {"force": True, **(options or {})}
         try:
             sub = htcondor2.Submit.from_dag(str(dag_file), opts)
+            for name, value in (attributes or {}).items():
+                sub[f"My.{name}"] = to_expr(value)
             result = self.schedd.submit(sub)
         except (htcondor2.HTCondorException, ValueError, TypeError) as exc:
             raise CondorError(f"DAG submit of {dag_file} failed: {exc}") from exc

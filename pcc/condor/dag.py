@@ -1,5 +1,12 @@
-"""One DAG per reservation: described from the reservation, rendered from the plain HTCondor
-files in ``submit_templates/`` (pure: data in, text out), then written and submitted."""
+"""One DAG per reservation, described, then rendered, then written and submitted.
+
+:func:`describe_dag` builds the reservation's DAG in memory (``htcondor2.dags``: a
+``BOOT_<site>`` node then a ``HOLD_<site>`` node per allocation, and a ``FINAL`` node);
+:func:`render_dag` turns a description into DAG file text and :func:`render_files` adds the
+submit descriptions (plain HTCondor files in ``submit_templates/``). All three are pure:
+data in, text out, no disk and no schedd. :func:`write_dag` and :func:`submit_reservation`
+are the thin step after them.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +14,38 @@ import os
 import pwd
 import re
 import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from htcondor2 import dags
+from htcondor2.dags.writer import DAGWriter
 
 from pcc.common.errors import ConfigError
+from pcc.common.jobstate import PccState
 from pcc.common.templates import render
 from pcc.common.timefmt import iso
 from pcc.condor.adapter import CondorAdapter
 from pcc.controller.admission import FRONTEND_CPUS
 from pcc.controller.model import Reservation
 from pcc.controller.settings import Settings
+from pcc.jobs.main import ExitStatus
 
 TEMPLATES = "pcc.submit_templates"
+DAG_FILE = "reservation.dag"
+KEY_FILE = "key.pub"
+# The PccState each submit description gives its job when it is queued (``My.PccState``):
+# the templates say ``@{initial_state}`` and take it from here, so they speak the enum.
+INITIAL_STATES: Mapping[str, PccState] = {
+    "boot.sub": PccState.SCHEDULED,
+    "watch.sub": PccState.BOOTED,
+    "teardown.sub": PccState.STOPPING,
+}
+# A BOOT node exiting with this status is not retried: the site refused the boot for good.
+BOOT_UNLESS_EXIT = int(ExitStatus.PERMANENT)
+# A watch job that dies (a site error, a pool restart) comes back; the cluster stays up.
+HOLD_RETRIES = 5
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
 
 
@@ -48,11 +75,88 @@ def default_pcc_job() -> Path:
     return Path(sys.executable).parent / "pcc-job"
 
 
-def render_dag(res: Reservation, settings: Settings, env: JobEnvironment, directory: Path) -> dict[str, str]:
-    """The DAG and submit files of ``res``, by file name."""
+# -- describe ----------------------------------------------------------------------------------
+def describe_dag(res: Reservation, settings: Settings, directory: Path) -> dags.DAG:
+    """The DAG of ``res`` whose files live in ``directory``: per allocation ``BOOT_<site>``
+    (retried ``boot_retries`` times unless it exits :attr:`ExitStatus.PERMANENT`) as the
+    parent of ``HOLD_<site>``; the ``FINAL`` node tears every site down, whether the DAG
+    succeeds, fails or is removed."""
+    dag = dags.DAG()
+    for a in res.allocations:
+        boot = dag.layer(
+            name=f"BOOT_{a.site}",
+            submit_description=directory / "boot.sub",
+            vars=[
+                {
+                    "site": a.site,
+                    "cpus": str(a.cpus),
+                    "compute_cpus": str(a.cpus - FRONTEND_CPUS),
+                    "limit": settings.site(a.site).limit_name,
+                }
+            ],
+            retries=settings.timings.boot_retries,
+            retry_unless_exit=BOOT_UNLESS_EXIT,
+        )
+        boot.child_layer(
+            name=f"HOLD_{a.site}",
+            submit_description=directory / "watch.sub",
+            vars=[{"site": a.site}],
+            retries=HOLD_RETRIES,
+        )
+    dag.final(name="FINAL", submit_description=directory / "teardown.sub")
+    return dag
+
+
+# -- render ------------------------------------------------------------------------------------
+class _NodeNames(dags.NodeNameFormatter):
+    """Node names as the description gives them. Each layer of a reservation's DAG is one
+    node, and the controller finds nodes by ``DAGNodeName == "BOOT_<site>"``; the default
+    formatter would append ``:0``."""
+
+    def generate(self, layer_name: str, node_index: int) -> str:
+        if node_index != 0:
+            raise ValueError(f"layer {layer_name} has more than one node")
+        return layer_name
+
+    def parse(self, node_name: str) -> tuple[str, int]:
+        return node_name, 0
+
+
+class _Writer(DAGWriter):
+    """``htcondor2.dags``' writer (its lines come from small generators, no disk needed),
+    except that a FINAL node described by a submit file path keeps that path: 25.14.1 writes
+    ``FINAL <name> <name>.sub`` whatever the description says."""
+
+    def yield_final_node_lines(self, n: dags.FinalNode) -> Iterator[str]:
+        sub = n.submit_description
+        path = sub.absolute().as_posix() if isinstance(sub, Path) else f"{n.name}.sub"
+        yield f"FINAL {n.name} {path}"
+        yield from self.yield_node_meta_lines(n, n.name)
+
+
+def render_dag(dag: dags.DAG, comment: Iterable[str] = ()) -> str:
+    """The DAG file text of a description, after ``comment`` lines (pure)."""
+    lines = [*(f"# {line}".rstrip() for line in comment), *_Writer(dag, _NodeNames()).yield_dag_file_lines()]
+    return "\n".join(lines) + "\n"
+
+
+def _comment(res: Reservation) -> list[str]:
+    return [
+        f"PCC reservation {res.id}: {res.image} from {iso(res.begin)} to {iso(res.end)} (owner {res.owner}).",
+        "Rendered by pcc.condor.dag from its description. Per allocation a BOOT_<site> node",
+        "(`pragma boot` at the reserved time, retried by DAGMan unless the site refused for good)",
+        "then a HOLD_<site> node (watches the cluster until the end); the FINAL node tears every",
+        "site down, whether the DAG succeeds, fails or is removed.",
+    ]
+
+
+def render_submit_files(
+    res: Reservation, settings: Settings, env: JobEnvironment, directory: Path
+) -> dict[str, str]:
+    """The submit descriptions the DAG's nodes use, by file name (pure)."""
     t = settings.timings
     boot_at = max(0, int(res.begin - t.boot_lead_s))
-    common = {
+    common: dict[str, Any] = {
         "reservation": res.id,
         "owner": res.owner,
         "image": res.image,
@@ -62,44 +166,41 @@ def render_dag(res: Reservation, settings: Settings, env: JobEnvironment, direct
         "pcc_job": env.pcc_job,
         "environment": env.render(),
     }
-    allocations = "\n".join(
-        render(
-            TEMPLATES,
-            "allocation.dag",
-            site=a.site,
-            cpus=a.cpus,
-            compute_cpus=a.cpus - FRONTEND_CPUS,
-            retries=t.boot_retries,
-            dir=directory,
-            limit=settings.site(a.site).limit_name,
-        )
-        for a in res.allocations
-    )
-    sites = ",".join(a.site for a in res.allocations)
+    extra: dict[str, dict[str, Any]] = {
+        "boot.sub": {
+            "boot_at": boot_at,
+            "window": max(60, res.end - boot_at),
+            "attempts": t.boot_retries + 1,
+        },
+        "watch.sub": {},
+        "teardown.sub": {"sites": ",".join(a.site for a in res.allocations)},
+    }
     return {
-        "reservation.dag": render(
-            TEMPLATES,
-            "reservation.dag",
-            allocations=allocations,
-            begin_iso=iso(res.begin),
-            end_iso=iso(res.end),
-            **common,
-        ),
-        "boot.sub": render(
-            TEMPLATES,
-            "boot.sub",
-            boot_at=boot_at,
-            window=max(60, res.end - boot_at),
-            attempts=t.boot_retries + 1,
-            **common,
-        ),
-        "watch.sub": render(TEMPLATES, "watch.sub", **common),
-        "teardown.sub": render(TEMPLATES, "teardown.sub", sites=sites, **common),
-        "key.pub": res.ssh_key.strip() + "\n",
+        name: render(TEMPLATES, name, initial_state=INITIAL_STATES[name], **common, **extra[name])
+        for name in INITIAL_STATES
     }
 
 
-def write_dag(files: dict[str, str], directory: Path, owner: str | None) -> Path:
+def render_files(
+    res: Reservation, settings: Settings, env: JobEnvironment, directory: Path
+) -> dict[str, str]:
+    """Every file of ``res``'s DAG directory, by name: the DAG, its submit descriptions and
+    the user's key (a file, not a job argument: job ads are public). Pure."""
+    dag = render_dag(describe_dag(res, settings, directory), _comment(res))
+    return {
+        DAG_FILE: dag,
+        **render_submit_files(res, settings, env, directory),
+        KEY_FILE: res.ssh_key.strip() + "\n",
+    }
+
+
+def dagman_attributes(res: Reservation) -> dict[str, str]:
+    """Custom attributes of the DAGMan job itself, set when it is submitted."""
+    return {"PccReservation": res.id, "PccOwner": res.owner}
+
+
+# -- write and submit --------------------------------------------------------------------------
+def write_dag(files: Mapping[str, str], directory: Path, owner: str | None) -> Path:
     """Write the files into ``directory``, owned by the pool's user (DAGMan writes there too)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
@@ -108,15 +209,15 @@ def write_dag(files: dict[str, str], directory: Path, owner: str | None) -> Path
         user = pwd.getpwnam(owner)
         for path in [directory.parent, directory, *directory.iterdir()]:
             os.chown(path, user.pw_uid, user.pw_gid)
-    return directory / "reservation.dag"
+    return directory / DAG_FILE
 
 
 def submit_reservation(
     condor: CondorAdapter, res: Reservation, settings: Settings, env: JobEnvironment, owner: str | None
 ) -> int:
-    """Render, write and submit the DAG; returns the DAGMan job's cluster id."""
+    """Render, write and submit the DAG; returns the DAGMan job's cluster id. The DAGMan job
+    carries its batch name, ``PccReservation`` and ``PccOwner`` from the submit on."""
     directory = settings.dag_dir / res.id
-    dag = write_dag(render_dag(res, settings, env, directory), directory, owner)
-    submitted = condor.submit_dag(dag, {"batch-name": res.id})
-    condor.edit(submitted.cluster, "PccReservation", res.id)
+    dag = write_dag(render_files(res, settings, env, directory), directory, owner)
+    submitted = condor.submit_dag(dag, {"batch-name": res.id}, attributes=dagman_attributes(res))
     return submitted.cluster

@@ -9,12 +9,17 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pcc.common.errors import PccError
 from pcc.common.protocol import CheckReport
-from pcc.controller.settings import SiteEntry
+from pcc.controller import metrics
+from pcc.controller.settings import Settings, SiteEntry
 from pcc.controller.siteclient import SiteClient
+from pcc.controller.store import Store
+
+if TYPE_CHECKING:
+    from pcc.condor.adapter import CondorAdapter
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +119,49 @@ def advertise(ads: Sequence[dict[str, Any]], removed: Sequence[str]) -> None:
             }
         )
         collector.advertise([query], "INVALIDATE_ADS_GENERIC")
+
+
+def run_probes(settings: Settings, store: Store, condor: CondorAdapter | None) -> list[Probe]:
+    """The probe job: probe every site, record health (changes are events), refresh the image
+    catalog the service checks reservations against, export the site metrics and publish the
+    sites' collector ads. Scheduled beside the reconcile loop; never raises."""
+    sites = {s.name: s for s in settings.sites}
+    found = probe_sites(list(sites.values()), settings.timings.ssh_timeout_s)
+    ads = []
+    for p in found:
+        try:
+            before = store.record_health(p.site, p.health, p.reason, p.time, p.seconds)
+            if p.images is not None:
+                store.set_site_images(p.site, p.images)
+        except Exception as exc:  # a busy store must not stop the other sites' records
+            log.warning("site %s: cannot record its probe: %s; the next probe retries", p.site, exc)
+            continue
+        if before is not None:
+            log.log(
+                logging.WARNING if p.health != UP else logging.INFO,
+                "site %s: %s -> %s%s",
+                p.site,
+                before or "unknown",
+                p.health,
+                f" ({p.reason})" if p.reason else "",
+            )
+        ads.append(site_ad(sites[p.site], p))
+        _export(p)
+    try:
+        if condor is not None:
+            known = condor.collector_names("PccSite")
+            advertise(ads, sorted(set(known) - set(sites)))
+    except Exception as exc:  # the collector's trouble must not stop the probes
+        log.warning("cannot publish site ads: %s", exc)
+    return found
+
+
+def _export(p: Probe) -> None:
+    metrics.SITE_UP.labels(p.site).set(0 if p.health == DOWN else 1)
+    metrics.SITE_HEALTHY.labels(p.site).set(1 if p.health == UP else 0)
+    metrics.SITE_PROBE_SECONDS.labels(p.site).set(p.seconds)
+    if p.report is not None:
+        metrics.SITE_LAST_SUCCESS.labels(p.site).set(p.time)
+        for kind in ("total", "free", "reserved"):
+            metrics.SITE_CPUS.labels(p.site, kind).set(getattr(p.report.cpus, kind))
+            metrics.SITE_MEMORY.labels(p.site, kind).set(getattr(p.report.memory_mb, kind) * 1024 * 1024)

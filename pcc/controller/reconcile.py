@@ -1,10 +1,14 @@
-"""The reconcile loop's one pass: level-triggered and idempotent.
+"""The reconcile loop's one pass: decide, then act (level-triggered and idempotent).
 
-Each pass reads the store and makes one schedd query with a projection (plus history for
-DAGs that have left the queue), then acts on the differences: submit missing DAGs, copy
-job-ad state into allocations and events, remove the DAGs of cancelled reservations (their
-FINAL node tears down), apply extensions, mark failed boots, and flag orphans. Nothing a
-pass does is lost by a crash: a DAG is found again by its batch name before any resubmit.
+A pass *observes* — the live part of the store (one query with a join), one schedd query
+with a projection, and history only for DAGs and boot nodes that just left the queue —
+then :func:`decide` (pure: observations and the clock in, a list of actions out) says what
+differs: submit missing DAGs, adopt ones the store never heard of, copy job-ad state into
+allocations and events, remove the DAGs of cancelled reservations (their FINAL node tears
+down), apply extensions, remove held boot jobs and fail their allocations. A thin executor
+performs each action and records it when it succeeds; a failed action stops that
+reservation's remaining ones, and the next pass decides again. A DAG is found again by its
+batch name before any resubmit, so a crash anywhere never makes a second DAG.
 """
 
 from __future__ import annotations
@@ -12,24 +16,23 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pcc.common.errors import PccError
-from pcc.condor.adapter import CondorAdapter, JobStatus
+from pcc.common.jobstate import PccState
+from pcc.condor.adapter import CondorAdapter, JobStatus, Universe
 from pcc.condor.dag import JobEnvironment, submit_reservation
 from pcc.controller import metrics
-from pcc.controller.admission import Booking, peak_usage
-from pcc.controller.model import HOLDING, TERMINAL, TRANSITIONS, Allocation, Reservation, State
-from pcc.controller.probes import DOWN, UP, Probe, advertise, probe_sites, site_ad
-from pcc.controller.settings import Settings, SiteEntry
-from pcc.controller.siteclient import SiteClient
+from pcc.controller.model import TERMINAL, TRANSITIONS, Allocation, IllegalTransition, Reservation, State
+from pcc.controller.settings import Settings
 from pcc.controller.store import Store
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_UNIVERSE = 7
+SCHEDULER_UNIVERSE = Universe.SCHEDULER
+Ad = Mapping[str, Any]
 PROJECTION = [
     "ClusterId",
     "ProcId",
@@ -52,22 +55,11 @@ PROJECTION = [
     "HoldReason",
     "ExitCode",
 ]
+QUEUE_CONSTRAINT = f"PccReservation =!= undefined || JobUniverse == {SCHEDULER_UNIVERSE}"
 # The order allocations move along; a pass may skip ahead, and steps through the states between.
 PATH = [State.REQUESTED, State.SCHEDULED, State.BOOTING, State.RUNNING, State.STOPPING, State.STOPPED]
-
-
-@dataclass
-class Outcome:
-    ok: bool = True
-    seconds: float = 0.0
-    jobs: int = 0
-    submitted: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    transitions: int = 0
-    orphans: list[int] = field(default_factory=list)  # DAG clusters with no reservation
-    orphan_clusters: list[tuple[str, str]] = field(default_factory=list)  # (site, cluster)
-    probes: list[Probe] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+# Jobs queued this long before their reservation was created belong to someone else.
+QDATE_SLACK_S = 5
 
 
 def shortest_path(current: State, target: State) -> list[State]:
@@ -83,6 +75,248 @@ def shortest_path(current: State, target: State) -> list[State]:
                     nxt.append(step)
         frontier = nxt
     return paths.get(target, [])
+
+
+# -- what a pass sees -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Observation:
+    """One reservation as the store has it, and its jobs as HTCondor has them."""
+
+    res: Reservation
+    ads: tuple[Ad, ...] = ()  # its jobs in the queue (never older than the reservation)
+    history: tuple[Ad, ...] = ()  # its DAG's finished jobs, read once the DAG left the queue
+    found_dag: int | None = None  # a DAG of it in the history the store never heard of
+    boot_history: Mapping[str, Ad] = field(default_factory=dict)  # site -> finished BOOT node
+
+    @property
+    def dag_ads(self) -> list[Ad]:
+        return [a for a in self.ads if a.get("JobUniverse") == SCHEDULER_UNIVERSE]
+
+    def node(self, name: str) -> list[Ad]:
+        return [a for a in self.ads if a.get("DAGNodeName") == name]
+
+
+# -- what a pass does -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Action:
+    rid: str
+
+
+@dataclass(frozen=True)
+class AdoptDag(Action):
+    """The DAG exists (queue or history) but the store never heard of it."""
+
+    cluster: int
+
+
+@dataclass(frozen=True)
+class SubmitDag(Action):
+    """Render, write and submit the reservation's DAG; its requested allocations are scheduled."""
+
+
+@dataclass(frozen=True)
+class RemoveDag(Action):
+    cluster: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class EditEnd(Action):
+    """An extension: the HOLD node's ``PccEnd`` follows the reservation's end."""
+
+    job: str
+    end: int
+
+
+@dataclass(frozen=True)
+class RemoveJob(Action):
+    job: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CopyStatus(Action):
+    alloc_id: int
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Transition(Action):
+    alloc_id: int
+    site: str
+    target: State
+    why: str
+
+
+@dataclass(frozen=True)
+class Fail(Action):
+    alloc_id: int
+    site: str
+    reason: str
+
+
+class _Walk:
+    """Allocation states as the decided actions leave them (a pass moves each at most along
+    the path of the state machine, never backwards)."""
+
+    def __init__(self, res: Reservation, actions: list[Action]) -> None:
+        self.res, self.actions = res, actions
+        self.state = {a.id: a.state for a in res.allocations}
+
+    def advance(self, alloc: Allocation, target: State, why: str) -> None:
+        assert alloc.id is not None
+        current = self.state[alloc.id]
+        if current in TERMINAL or current not in PATH or PATH.index(current) >= PATH.index(target):
+            return
+        for step in shortest_path(current, target):  # never through states it did not reach
+            self.actions.append(Transition(self.res.id, alloc.id, alloc.site, step, why))
+            self.state[alloc.id] = step
+
+    def to(self, alloc: Allocation, target: State, why: str) -> None:
+        """A direct transition (e.g. to cancelled), when the state machine allows it."""
+        assert alloc.id is not None
+        if target in TRANSITIONS[self.state[alloc.id]]:
+            self.actions.append(Transition(self.res.id, alloc.id, alloc.site, target, why))
+            self.state[alloc.id] = target
+
+    def fail(self, alloc: Allocation, reason: str) -> None:
+        assert alloc.id is not None
+        if self.state[alloc.id] not in TERMINAL:
+            self.actions.append(Fail(self.res.id, alloc.id, alloc.site, reason))
+            self.state[alloc.id] = State.FAILED
+
+
+def decide(obs: Observation) -> list[Action]:
+    """What must happen for ``obs.res``, in order. Pure: no store, no schedd, no clock."""
+    res = obs.res
+    actions: list[Action] = []
+    walk = _Walk(res, actions)
+    dag_ads = obs.dag_ads
+    dag = res.dag_cluster
+    if dag is None and dag_ads:
+        dag = int(dag_ads[0]["ClusterId"])
+        actions.append(AdoptDag(res.id, dag))
+    elif dag is None and obs.found_dag is not None:
+        dag = obs.found_dag
+        actions.append(AdoptDag(res.id, dag))
+    if dag is None and not res.cancelled:
+        actions.append(SubmitDag(res.id))
+        for alloc in res.allocations:  # the executor names the DAG in the events
+            walk.advance(alloc, State.SCHEDULED, "DAG submitted")
+        return actions
+    in_queue = bool(dag_ads)
+    if res.cancelled and in_queue and dag is not None and dag_ads[0].get("JobStatus") != JobStatus.REMOVED:
+        actions.append(RemoveDag(res.id, dag, f"reservation {res.id} cancelled"))
+    for ad in obs.ads:
+        if str(ad.get("DAGNodeName", "")).startswith("HOLD_") and ad.get("PccEnd") != res.end:
+            actions.append(EditEnd(res.id, f"{ad['ClusterId']}.{ad['ProcId']}", res.end))
+    finished = dag is not None and not in_queue
+    for alloc in res.allocations:
+        _allocation(obs, alloc, walk, finished)
+    return actions
+
+
+def _allocation(obs: Observation, alloc: Allocation, walk: _Walk, finished: bool) -> None:
+    assert alloc.id is not None
+    if alloc.state in TERMINAL:
+        return
+    site = alloc.site
+    boot, hold = obs.node(f"BOOT_{site}"), obs.node(f"HOLD_{site}")
+    history = [a for a in obs.history if a.get("DAGNodeName") == f"BOOT_{site}"]
+    if site in obs.boot_history:
+        history.append(obs.boot_history[site])
+    failed = next((a for a in boot + history[:1] if a.get("PccState") == PccState.FAILED), None)
+    if failed is not None:
+        walk.fail(alloc, str(failed.get("PccMessage") or "boot failed"))
+        return
+    held = next((a for a in boot if a.get("JobStatus") == JobStatus.HELD), None)
+    if held is not None:
+        # A held node would stall its DAG for good: remove it first (DAGMan then counts the
+        # node as failed, the other sites go on, and FINAL tears down in the end), then mark
+        # the allocation failed. If the removal fails, neither happens and the next pass retries.
+        walk.actions.append(
+            RemoveJob(obs.res.id, f"{held['ClusterId']}.{held['ProcId']}", "boot could not start in time")
+        )
+        walk.fail(alloc, f"boot job held: {held.get('HoldReason', '')}")
+        return
+    if hold:
+        ad = hold[0]
+        fields = {
+            "frontend": ad.get("PccFrontend") or "",
+            "public_ip": ad.get("PccPublicIP") or "",
+            "nodes_up": int(ad.get("PccNodesUp") or 0),
+            "nodes_total": int(ad.get("PccNodesTotal") or 0),
+        }
+        current = {
+            "frontend": alloc.frontend,
+            "public_ip": alloc.public_ip,
+            "nodes_up": alloc.nodes_up,
+            "nodes_total": alloc.nodes_total,
+        }
+        if fields != current:
+            walk.actions.append(CopyStatus(obs.res.id, alloc.id, fields))
+        state = PccState.parse(ad.get("PccState"))
+        if state in (PccState.RUNNING, PccState.DEGRADED):
+            walk.advance(alloc, State.RUNNING, f"site reports {ad.get('PccMessage') or state}")
+        elif state is PccState.LOST:
+            walk.fail(alloc, f"lost: {ad.get('PccMessage') or 'the site reports no nodes for this cluster'}")
+        elif state is PccState.ENDING:
+            walk.advance(alloc, State.STOPPING, "the reservation ended")
+        else:
+            walk.advance(alloc, State.BOOTING, "cluster booted; waiting for its first status")
+    elif boot:
+        ad = boot[0]
+        if ad.get("JobStatus") == JobStatus.RUNNING or PccState.parse(ad.get("PccState")) in (
+            PccState.BOOTING,
+            PccState.RETRYING,
+        ):
+            walk.advance(alloc, State.BOOTING, str(ad.get("PccMessage") or "boot job started"))
+    if obs.node("FINAL") and walk.state[alloc.id] in (State.BOOTING, State.RUNNING):
+        walk.advance(alloc, State.STOPPING, "teardown started")
+    if not finished:
+        return
+    teardown = next((a for a in obs.history if a.get("DAGNodeName") == "FINAL"), None)
+    state = walk.state[alloc.id]
+    if teardown is None or state in TERMINAL:
+        return
+    if site not in str(teardown.get("PccTornDown") or "").split(","):
+        walk.fail(alloc, f"teardown failed: {teardown.get('PccMessage', '')}")
+    elif state is State.BOOTING and not any(a.get("DAGNodeName") == f"HOLD_{site}" for a in obs.history):
+        walk.fail(alloc, "the boot never completed")
+    elif state in (State.REQUESTED, State.SCHEDULED):
+        if obs.res.cancelled:
+            walk.to(alloc, State.CANCELLED, "cancelled before it booted")
+        else:
+            walk.fail(alloc, "the reservation ended before its cluster booted")
+    else:
+        walk.advance(alloc, State.STOPPED, "torn down")
+
+
+# -- one pass ---------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    ok: bool = True
+    seconds: float = 0.0
+    jobs: int = 0
+    submitted: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    transitions: int = 0
+    orphans: list[int] = field(default_factory=list)  # DAG clusters with no reservation
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.submitted or self.removed or self.transitions or self.errors)
+
+
+def group_ads(ads: Iterable[Ad]) -> dict[str, list[Ad]]:
+    """Queue ads by reservation id (the PccReservation attribute, else the batch name)."""
+    by_res: dict[str, list[Ad]] = defaultdict(list)
+    for ad in ads:
+        key = ad.get("PccReservation") or ad.get("JobBatchName")
+        if key:
+            by_res[str(key)].append(ad)
+    return by_res
 
 
 class Reconciler:
@@ -102,329 +336,163 @@ class Reconciler:
             dag_owner,
         )
 
-    last_site_check: float = 0.0
-
-    def reconcile_once(self, check_sites: bool | None = None, probe: bool = False) -> Outcome:
-        """One pass; lets no exception escape (a failed step is retried by the next pass).
-        Every ``orphan_check_s`` (or when ``check_sites``) it also asks each site for its
-        clusters, to flag those no live reservation accounts for; with ``probe`` it also runs
-        the site health probes (:meth:`probe_sites`)."""
+    def reconcile_once(self) -> Outcome:
+        """One pass; lets no exception escape (a failed step is retried by the next pass)."""
         t0 = time.monotonic()
         out = Outcome()
         try:
             with metrics.SCHEDD_QUERY_SECONDS.time():
-                ads = self.condor.query("PccReservation =!= undefined || JobUniverse == 7", PROJECTION)
+                ads = self.condor.query(QUEUE_CONSTRAINT, PROJECTION)
         except PccError as exc:
             log.warning("reconcile: schedd query failed: %s; next pass retries", exc)
             metrics.RECONCILE_ERRORS.inc()
             return Outcome(ok=False, seconds=time.monotonic() - t0, errors=[str(exc)])
         out.jobs = len(ads)
-        by_res: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for ad in ads:
-            key = ad.get("PccReservation") or ad.get("JobBatchName")
-            if key:
-                by_res[str(key)].append(ad)
-        known = set()
-        for res in self.store.reservations():
-            known.add(res.id)
-            if all(a.state in TERMINAL for a in res.allocations) and res.id not in by_res:
-                continue
+        metrics.QUEUE_JOBS.set(len(ads))
+        by_res = group_ads(ads)
+        live = self.store.live_reservations(by_res)
+        known = {r.id for r in live}
+        for res in live:
             try:
-                self._reservation(res, by_res.get(res.id, []), out)
+                obs = self.observe(res, by_res.get(res.id, []))
+                self.execute(decide(obs), out)
             except Exception as exc:  # one reservation's trouble must not stop the others
                 log.exception("reservation %s: reconcile step failed; next pass retries", res.id)
                 out.ok = False
                 out.errors.append(f"{res.id}: {exc}")
+        self._flag_orphan_dags(ads, known, out)
+        out.seconds = time.monotonic() - t0
+        metrics.RECONCILE_SECONDS.observe(out.seconds)
+        if not out.ok:
+            metrics.RECONCILE_ERRORS.inc()
+        log.debug("reconcile: %s", out)
+        return out
+
+    def observe(self, res: Reservation, queued: Sequence[Ad]) -> Observation:
+        """The reads :func:`decide` needs for ``res``: its queue ads, and history only where
+        the queue no longer has the answer."""
+        ads = tuple(a for a in queued if (a.get("QDate") or 0) >= res.created - QDATE_SLACK_S)
+        dag_ads = [a for a in ads if a.get("JobUniverse") == SCHEDULER_UNIVERSE]
+        dag = (
+            res.dag_cluster
+            if res.dag_cluster is not None
+            else (int(dag_ads[0]["ClusterId"]) if dag_ads else None)
+        )
+        found_dag = None
+        if dag is None and not res.cancelled:  # submitted before a crash, and already gone?
+            found = self.condor.history(
+                f'JobBatchName == "{res.id}" && JobUniverse == {SCHEDULER_UNIVERSE} '
+                f"&& QDate >= {res.created - QDATE_SLACK_S}",
+                ["ClusterId"],
+                1,
+            )
+            found_dag = dag = int(found[0]["ClusterId"]) if found else None
+        history: tuple[Ad, ...] = ()
+        if dag is not None and not dag_ads and any(a.state not in TERMINAL for a in res.allocations):
+            history = tuple(self.condor.history(f"DAGManJobId == {dag}", PROJECTION))
+        boot_history: dict[str, Ad] = {}
+        if dag is not None and dag_ads:
+            for alloc in res.allocations:
+                nodes = {f"BOOT_{alloc.site}", f"HOLD_{alloc.site}"}
+                if alloc.state in (State.SCHEDULED, State.BOOTING) and not any(
+                    a.get("DAGNodeName") in nodes for a in ads
+                ):  # the boot node left the queue while the DAG goes on: did it fail?
+                    found = self.condor.history(
+                        f'DAGManJobId == {dag} && DAGNodeName == "BOOT_{alloc.site}"', PROJECTION, 1
+                    )
+                    if found:
+                        boot_history[alloc.site] = found[0]
+        return Observation(res, ads, history, found_dag, boot_history)
+
+    def execute(self, actions: Sequence[Action], out: Outcome) -> None:
+        """Perform the actions in order, each recorded when it succeeds; the first failure
+        stops the rest (they are decided again by the next pass)."""
+        try:
+            self._execute(actions, out)
+        except IllegalTransition as exc:  # the service (a cancel) moved it meanwhile
+            log.info("reservation %s: %s; the next pass decides again", actions[0].rid, exc)
+
+    def _execute(self, actions: Sequence[Action], out: Outcome) -> None:
+        dag: int | None = None
+        for action in actions:
+            match action:
+                case AdoptDag(rid, cluster):
+                    self.store.set_dag(rid, cluster)
+                    log.info("reservation %s: adopted DAG %d", rid, cluster)
+                case SubmitDag(rid):
+                    res = self.store.reservation(rid)
+                    dag = submit_reservation(self.condor, res, self.settings, self.env, self.dag_owner)
+                    self.store.set_dag(rid, dag)
+                    out.submitted.append(rid)
+                    log.info("reservation %s: DAG %d submitted", rid, dag)
+                case RemoveDag(rid, cluster, reason):
+                    self.condor.remove(cluster, reason)
+                    out.removed.append(rid)
+                    log.info(
+                        "reservation %s: cancelled; DAG %d removed, its FINAL node tears down", rid, cluster
+                    )
+                case EditEnd(rid, job, end):
+                    self.condor.edit(job, "PccEnd", end)
+                    log.info("reservation %s: HOLD job %s now ends at %d", rid, job, end)
+                case RemoveJob(rid, job, reason):
+                    self.condor.remove(job, reason)
+                    log.info("reservation %s: job %s removed (%s)", rid, job, reason)
+                case CopyStatus(rid, alloc_id, fields):
+                    self.store.update_allocation(alloc_id, **fields)
+                case Transition(rid, alloc_id, site, target, why):
+                    why = why.replace("DAG submitted", f"DAG {dag} submitted") if dag is not None else why
+                    self._transition(rid, alloc_id, site, target, why, out)
+                case Fail(rid, alloc_id, site, reason):
+                    self._fail(rid, alloc_id, site, reason, out)
+
+    def _transition(self, rid: str, alloc_id: int, site: str, target: State, why: str, out: Outcome) -> None:
+        if self.store.transition(alloc_id, target, why):
+            out.transitions += 1
+            self._observe_metrics(rid, site, target)
+            log.info("reservation %s site %s: %s (%s)", rid, site, target, why)
+
+    def _fail(self, rid: str, alloc_id: int, site: str, reason: str, out: Outcome) -> None:
+        if self.store.transition(alloc_id, State.FAILED, reason, reason=reason):
+            out.transitions += 1
+            metrics.BOOT_FAILURES.labels(site, metrics.failure_kind(reason)).inc()
+            log.warning("reservation %s site %s: failed: %s", rid, site, reason)
+
+    def _observe_metrics(self, rid: str, site: str, step: State) -> None:
+        """Boot duration (booting -> running) and teardown delay (end -> stopped)."""
+        now = time.time()
+        if step is State.RUNNING:
+            started = [
+                e.time for e in self.store.events(rid) if e.site == site and e.to_state == State.BOOTING.value
+            ]
+            if started:
+                metrics.BOOT_SECONDS.labels(site).observe(now - started[-1])
+        elif step is State.STOPPED:
+            end = self.store.reservation(rid).end
+            metrics.TEARDOWN_DELAY.labels(site).observe(max(0.0, now - end))
+
+    def _flag_orphan_dags(self, ads: Sequence[Ad], known: set[str], out: Outcome) -> None:
+        """DAGs of PCC whose reservation is not in this store (another controller's, or a
+        reset store's): flagged, never touched."""
+        candidates = {
+            str(ad.get("JobBatchName", ""))
+            for ad in ads
+            if ad.get("JobUniverse") == SCHEDULER_UNIVERSE and ad.get("PccReservation")
+        } - known
+        if not candidates:
+            return
+        exists = self.store.existing_ids(candidates)
         for ad in ads:
+            name = str(ad.get("JobBatchName", ""))
             if (
                 ad.get("JobUniverse") == SCHEDULER_UNIVERSE
-                and str(ad.get("JobBatchName", "")) not in known
                 and ad.get("PccReservation")
+                and name in candidates
             ):
+                if name in exists:
+                    continue  # a finished reservation whose DAG is still leaving the queue
                 out.orphans.append(int(ad["ClusterId"]))
                 log.warning(
                     "orphan DAG %s: reservation %s is not in the store",
                     ad["ClusterId"],
                     ad.get("PccReservation"),
                 )
-        if probe:  # `pcc serve` probes in a job of its own, so hung sites never delay a pass
-            out.probes = self.probe_sites()
-        self._export(ads, out, time.monotonic() - t0)
-        due = time.monotonic() - self.last_site_check >= self.settings.timings.orphan_check_s
-        if check_sites or (check_sites is None and due and self.settings.sites):
-            self.last_site_check = time.monotonic()
-            out.orphan_clusters = self._orphan_clusters(by_res)
-        out.seconds = time.monotonic() - t0
-        log.debug("reconcile: %s", out)
-        return out
-
-    def probe_sites(self) -> list[Probe]:
-        """Probe every site, record health (changes are events), refresh the image catalog
-        the service checks reservations against, and publish the sites' collector ads."""
-        sites = {s.name: s for s in self.settings.sites}
-        found = probe_sites(list(sites.values()), self.settings.timings.ssh_timeout_s)
-        ads = []
-        for p in found:
-            before = self.store.record_health(p.site, p.health, p.reason, p.time, p.seconds)
-            if before is not None:
-                log.log(
-                    logging.WARNING if p.health != UP else logging.INFO,
-                    "site %s: %s -> %s%s",
-                    p.site,
-                    before or "unknown",
-                    p.health,
-                    f" ({p.reason})" if p.reason else "",
-                )
-            if p.images is not None:
-                self.store.set_site_images(p.site, p.images)
-            ads.append(site_ad(sites[p.site], p))
-            metrics.SITE_UP.labels(p.site).set(0 if p.health == DOWN else 1)
-            metrics.SITE_HEALTHY.labels(p.site).set(1 if p.health == UP else 0)
-            metrics.SITE_PROBE_SECONDS.labels(p.site).set(p.seconds)
-            if p.report is not None:
-                metrics.SITE_LAST_SUCCESS.labels(p.site).set(p.time)
-                for kind in ("total", "free", "reserved"):
-                    metrics.SITE_CPUS.labels(p.site, kind).set(getattr(p.report.cpus, kind))
-                    metrics.SITE_MEMORY.labels(p.site, kind).set(
-                        getattr(p.report.memory_mb, kind) * 1024 * 1024
-                    )
-        try:
-            known = self.condor.collector_names("PccSite")
-            advertise(ads, sorted(set(known) - set(sites)))
-        except Exception as exc:  # the collector's trouble must not stop the loop
-            log.warning("cannot publish site ads: %s", exc)
-        return found
-
-    def _export(self, ads: list[dict[str, Any]], out: Outcome, seconds: float) -> None:
-        """Refresh the gauges that describe the store and the queue."""
-        metrics.RECONCILE_SECONDS.observe(seconds)
-        if not out.ok:
-            metrics.RECONCILE_ERRORS.inc()
-        metrics.QUEUE_JOBS.set(len(ads))
-        allocs: dict[str, int] = dict.fromkeys((s.value for s in State), 0)
-        reservations: dict[str, int] = dict.fromkeys((s.value for s in State), 0)
-        now = time.time()
-        next_day: dict[str, list[Booking]] = {s.name: [] for s in self.settings.sites}
-        for res in self.store.reservations():
-            reservations[res.state.value] += 1
-            for a in res.allocations:
-                allocs[a.state.value] += 1
-                if a.state in HOLDING and a.site in next_day:
-                    next_day[a.site].append(Booking(res.begin, res.end, a.cpus, a.memory_gb))
-        for state, n in allocs.items():
-            metrics.ALLOCATIONS.labels(state).set(n)
-        for state, n in reservations.items():
-            metrics.RESERVATIONS.labels(state).set(n)
-        for site, bookings in next_day.items():
-            peak, _, _ = peak_usage(bookings, int(now), int(now + 86400), lambda b: b.cpus)
-            metrics.SITE_CPUS_NEXT_DAY.labels(site).set(peak)
-
-    def _orphan_clusters(self, by_res: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]]:
-        """Clusters at the sites that no live reservation (or running teardown) accounts for.
-        Sites are asked in parallel, each bounded by the SSH timeout; they are flagged, never
-        destroyed: an operator decides."""
-        live = {
-            (a.site, r.id)
-            for r in self.store.reservations()
-            for a in r.allocations
-            if a.state not in TERMINAL or r.id in by_res
-        }
-        timeout = self.settings.timings.ssh_timeout_s
-
-        def clusters(site: SiteEntry) -> set[str]:
-            return set(SiteClient(site, timeout=timeout).clusters())
-
-        found: list[tuple[str, str]] = []
-        with ThreadPoolExecutor(max_workers=min(8, len(self.settings.sites))) as pool:
-            futures = {pool.submit(clusters, site): site for site in self.settings.sites}
-            for future, site in futures.items():
-                try:
-                    names = future.result(timeout=timeout * 3)
-                except Exception as exc:  # an unreachable site is the probes' business
-                    log.debug("site %s: cannot list clusters: %s", site.name, exc)
-                    continue
-                for name in sorted(names - {rid for s, rid in live if s == site.name}):
-                    log.warning(
-                        "orphan cluster %s at site %s: no live reservation; tear it down with "
-                        "`pragma shutdown %s; pragma clean %s` at the site",
-                        name,
-                        site.name,
-                        name,
-                        name,
-                    )
-                    found.append((site.name, name))
-        return found
-
-    # -- one reservation ---------------------------------------------------------------------
-    def _reservation(self, res: Reservation, ads: list[dict[str, Any]], out: Outcome) -> None:
-        # Jobs older than the reservation belong to someone else with the same id (another
-        # controller on this pool, or a store that was reset): never adopt them.
-        ads = [a for a in ads if (a.get("QDate") or 0) >= res.created - 5]
-        dag_ads = [a for a in ads if a.get("JobUniverse") == SCHEDULER_UNIVERSE]
-        dag = res.dag_cluster
-        if dag is None and dag_ads:  # submitted, but the store never heard: adopt it
-            dag = int(dag_ads[0]["ClusterId"])
-            self.store.set_dag(res.id, dag)
-        if dag is None and not res.cancelled:
-            found = self.condor.history(
-                f'JobBatchName == "{res.id}" && JobUniverse == 7 && QDate >= {res.created - 5}',
-                ["ClusterId"],
-                1,
-            )
-            if found:
-                dag = int(found[0]["ClusterId"])
-            else:
-                dag = submit_reservation(self.condor, res, self.settings, self.env, self.dag_owner)
-                out.submitted.append(res.id)
-                log.info("reservation %s: DAG %d submitted", res.id, dag)
-            self.store.set_dag(res.id, dag)
-            for alloc in res.allocations:
-                self._advance(alloc, State.SCHEDULED, f"DAG {dag} submitted", out)
-            res = self.store.reservation(res.id)
-        in_queue = bool(dag_ads)
-        if (
-            res.cancelled
-            and in_queue
-            and dag is not None
-            and dag_ads[0].get("JobStatus") != JobStatus.REMOVED
-        ):
-            self.condor.remove(dag, f"reservation {res.id} cancelled")
-            out.removed.append(res.id)
-            log.info("reservation %s: cancelled; DAG %d removed, its FINAL node tears down", res.id, dag)
-        # Extensions: every watch job follows the reservation's end.
-        for ad in ads:
-            if str(ad.get("DAGNodeName", "")).startswith("HOLD_") and ad.get("PccEnd") != res.end:
-                self.condor.edit(f"{ad['ClusterId']}.{ad['ProcId']}", "PccEnd", res.end)
-                log.info("reservation %s: watch job %s now ends at %d", res.id, ad["ClusterId"], res.end)
-        final = [a for a in ads if a.get("DAGNodeName") == "FINAL"]
-        finished = dag is not None and not in_queue
-        history: list[dict[str, Any]] = []
-        if finished:
-            history = self.condor.history(f"DAGManJobId == {dag}", PROJECTION)
-        for alloc in res.allocations:
-            self._allocation(res, alloc, ads, history, final, finished, out)
-
-    def _allocation(
-        self,
-        res: Reservation,
-        alloc: Allocation,
-        ads: list[dict[str, Any]],
-        history: list[dict[str, Any]],
-        final: list[dict[str, Any]],
-        finished: bool,
-        out: Outcome,
-    ) -> None:
-        site = alloc.site
-        boot = [a for a in ads if a.get("DAGNodeName") == f"BOOT_{site}"]
-        hold = [a for a in ads if a.get("DAGNodeName") == f"HOLD_{site}"]
-        if alloc.state in TERMINAL:
-            return
-        boot_hist = [a for a in history if a.get("DAGNodeName") == f"BOOT_{site}"]
-        if (
-            not (boot or hold or finished)
-            and res.dag_cluster is not None
-            and self._state(alloc) in (State.SCHEDULED, State.BOOTING)
-        ):
-            # The boot node left the queue while the DAG goes on: did its last attempt fail?
-            boot_hist = self.condor.history(
-                f'DAGManJobId == {res.dag_cluster} && DAGNodeName == "BOOT_{site}"', PROJECTION, 1
-            )
-        failed = next((a for a in boot + boot_hist[:1] if a.get("PccState") == "failed"), None)
-        if failed is not None:
-            self._fail(alloc, str(failed.get("PccMessage") or "boot failed"), out)
-            return
-        held = next((a for a in boot if a.get("JobStatus") == JobStatus.HELD), None)
-        if held is not None:
-            self._fail(alloc, f"boot job held: {held.get('HoldReason', '')}", out)
-            # A held node would stall its DAG for good: remove it, so DAGMan counts the node
-            # as failed, the other sites go on, and the FINAL node tears down in the end.
-            self.condor.remove(f"{held['ClusterId']}.{held['ProcId']}", "boot could not start in time")
-            return
-        if hold:
-            ad = hold[0]
-            self._copy(alloc, ad)
-            state = ad.get("PccState")
-            if state in ("running", "degraded"):
-                self._advance(alloc, State.RUNNING, f"site reports {ad.get('PccMessage', state)}", out)
-            elif state == "ending":
-                self._advance(alloc, State.STOPPING, "the reservation ended", out)
-            else:
-                self._advance(alloc, State.BOOTING, "cluster booted; waiting for its first status", out)
-        elif boot:
-            ad = boot[0]
-            if ad.get("JobStatus") == JobStatus.RUNNING or ad.get("PccState") in ("booting", "retrying"):
-                self._advance(alloc, State.BOOTING, str(ad.get("PccMessage") or "boot job started"), out)
-        if final and self._state(alloc) in (State.BOOTING, State.RUNNING):
-            self._advance(alloc, State.STOPPING, "teardown started", out)
-        if finished:
-            teardown = next((a for a in history if a.get("DAGNodeName") == "FINAL"), None)
-            state = self._state(alloc)
-            if teardown is None or state in TERMINAL:
-                return
-            if site not in str(teardown.get("PccTornDown") or "").split(","):
-                self._fail(alloc, f"teardown failed: {teardown.get('PccMessage', '')}", out)
-            elif state is State.BOOTING and not any(a.get("DAGNodeName") == f"HOLD_{site}" for a in history):
-                self._fail(alloc, "the boot never completed", out)
-            elif state in (State.REQUESTED, State.SCHEDULED):
-                if res.cancelled and alloc.id is not None:
-                    self.store.transition(alloc.id, State.CANCELLED, "cancelled before it booted")
-                else:
-                    self._fail(alloc, "the reservation ended before its cluster booted", out)
-            else:
-                self._advance(alloc, State.STOPPED, "torn down", out)
-
-    # -- helpers -------------------------------------------------------------------------------
-    def _copy(self, alloc: Allocation, ad: dict[str, Any]) -> None:
-        fields = {
-            "frontend": ad.get("PccFrontend") or "",
-            "public_ip": ad.get("PccPublicIP") or "",
-            "nodes_up": int(ad.get("PccNodesUp") or 0),
-            "nodes_total": int(ad.get("PccNodesTotal") or 0),
-        }
-        current = {
-            "frontend": alloc.frontend,
-            "public_ip": alloc.public_ip,
-            "nodes_up": alloc.nodes_up,
-            "nodes_total": alloc.nodes_total,
-        }
-        if fields != current and alloc.id is not None:
-            self.store.update_allocation(alloc.id, **fields)
-
-    def _state(self, alloc: Allocation) -> State:
-        return State(self.store.db["allocations"].get(alloc.id)["state"])
-
-    def _advance(self, alloc: Allocation, target: State, why: str, out: Outcome) -> None:
-        """Walk the allocation forward along PATH to ``target`` (never backwards)."""
-        assert alloc.id is not None
-        current = self._state(alloc)
-        if current in TERMINAL or current not in PATH or PATH.index(current) >= PATH.index(target):
-            return
-        for step in shortest_path(current, target):  # never through states it did not reach
-            if self.store.transition(alloc.id, step, why):
-                out.transitions += 1
-                self._observe(alloc, step)
-                log.info("reservation %s site %s: %s (%s)", alloc.reservation, alloc.site, step, why)
-
-    def _observe(self, alloc: Allocation, step: State) -> None:
-        """Boot duration (booting -> running) and teardown delay (end -> stopped)."""
-        now = time.time()
-        if step is State.RUNNING:
-            started = [
-                e.time
-                for e in self.store.events(alloc.reservation)
-                if e.site == alloc.site and e.to_state == State.BOOTING.value
-            ]
-            if started:
-                metrics.BOOT_SECONDS.labels(alloc.site).observe(now - started[-1])
-        elif step is State.STOPPED:
-            end = self.store.reservation(alloc.reservation).end
-            metrics.TEARDOWN_DELAY.labels(alloc.site).observe(max(0.0, now - end))
-
-    def _fail(self, alloc: Allocation, reason: str, out: Outcome) -> None:
-        assert alloc.id is not None
-        if self._state(alloc) in TERMINAL:
-            return
-        if self.store.transition(alloc.id, State.FAILED, reason, reason=reason):
-            out.transitions += 1
-            metrics.BOOT_FAILURES.labels(alloc.site, metrics.failure_kind(reason)).inc()
-            log.warning("reservation %s site %s: failed: %s", alloc.reservation, alloc.site, reason)

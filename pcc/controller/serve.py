@@ -8,6 +8,7 @@ import os
 import pwd
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -16,7 +17,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.dag import JobEnvironment, default_pcc_job
 from pcc.condor.pool import PersonalPool
+from pcc.controller.gauges import export_gauges
 from pcc.controller.notify import Notifier
+from pcc.controller.orphans import find_orphans
+from pcc.controller.probes import run_probes
 from pcc.controller.reconcile import Outcome, Reconciler
 from pcc.controller.settings import Settings
 from pcc.controller.store import Store
@@ -73,19 +77,33 @@ def reconciler_for(settings: Settings, store: Store, dag_owner: str | None) -> R
 
 
 def run_pass(reconciler: Reconciler) -> Outcome:
+    """One reconcile pass, logged at INFO only when it changed something (else DEBUG)."""
     out = reconciler.reconcile_once()
-    if out.ok:
-        log.info(
-            "reconcile: pool up; %d jobs; %d DAGs submitted, %d removed, %d transitions; pass took %.0f ms",
-            out.jobs,
-            len(out.submitted),
-            len(out.removed),
-            out.transitions,
-            out.seconds * 1000,
-        )
-    else:
+    if not out.ok:
         log.warning("reconcile: pass failed (%s); next pass retries", "; ".join(out.errors)[:300])
+        return out
+    log.log(
+        logging.INFO if out.changed else logging.DEBUG,
+        "reconcile: %d jobs; %d DAGs submitted, %d removed, %d transitions; pass took %.0f ms",
+        out.jobs,
+        len(out.submitted),
+        len(out.removed),
+        out.transitions,
+        out.seconds * 1000,
+    )
     return out
+
+
+def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
+    """A scheduled job that logs its failure and lets the scheduler run it again later."""
+
+    def run() -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("%s job failed; it runs again at its next time", name)
+
+    return run
 
 
 def serve(settings: Settings, stop: threading.Event | None = None) -> int:
@@ -115,27 +133,34 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
             max_instances=1,
             coalesce=True,
         )
+        # Each companion job has its own store connection and bounded, timed-out I/O, so a
+        # hung site delays neither the other sites nor a reconcile pass.
+        condor = CondorAdapter()  # the companions' own schedd handle (the loop keeps its own)
         notifier = Notifier(settings, Store(settings.database))
-        scheduler.add_job(
-            notifier.send_due,
-            "interval",
-            seconds=max(settings.poll_seconds, 5.0),
-            id="notify",
-            max_instances=1,
-            coalesce=True,
-        )
-        # Site probes run beside the loop (own store connection), each bounded by the SSH
-        # timeout, so a hung site delays neither the other sites nor a reconcile pass.
-        prober = reconciler_for(settings, Store(settings.database), owner)
-        scheduler.add_job(
-            prober.probe_sites,
-            "interval",
-            seconds=settings.timings.probe_s,
-            id="probe",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
+        prober, scanner, counter = (Store(settings.database) for _ in range(3))
+        now = datetime.now(UTC)
+        companions: list[tuple[str, Callable[[], object], float, datetime | None]] = [
+            ("notify", notifier.send_due, max(settings.poll_seconds, 5.0), None),
+            ("probe", lambda: run_probes(settings, prober, condor), settings.timings.probe_s, now),
+            (
+                "orphans",
+                lambda: find_orphans(settings, scanner, condor),
+                settings.timings.orphan_check_s,
+                None,
+            ),
+            ("gauges", lambda: export_gauges(settings, counter), max(settings.poll_seconds, 15.0), now),
+        ]
+        for name, job, seconds, first in companions:
+            when = {"next_run_time": first} if first else {}  # (None would add it paused)
+            scheduler.add_job(
+                _guarded(name, job),
+                "interval",
+                seconds=seconds,
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                **when,
+            )
         if settings.metrics_port:
             from pcc.controller.metrics import serve_metrics
 

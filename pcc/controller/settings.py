@@ -2,8 +2,10 @@
 
 Found at ``--config PATH``, else ``$PCC_CONFIG``, else ``<state dir>/pcc.toml``; a missing
 default file means embedded defaults (a personal pool, no sites). The state directory is
-``state_dir`` in the file, else ``--state-dir``/``$PCC_STATE_DIR``, else ``/var/lib/pcc``
-for root and ``~/.local/state/pcc`` otherwise. ``$PCC_CONDOR_CONFIG`` and
+``state_dir`` in the file, else ``--state-dir``/``$PCC_STATE_DIR``, else the ``.state``
+directory beside the virtualenv the program runs from (a checkout's), else ``/var/lib/pcc``
+for root and ``~/.local/state/pcc`` otherwise; messages that depend on it say which it is
+and why. ``$PCC_CONDOR_CONFIG`` and
 ``$PCC_POLL_SECONDS`` override the file (handy for one-off runs).
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +23,20 @@ from pcc.common.tomlcfg import TomlReader, read_toml
 from pcc.condor.pool import PersonalPool
 
 
-def default_state_dir() -> Path:
-    """``$PCC_STATE_DIR``, else ``/var/lib/pcc`` for root, else ``~/.local/state/pcc``."""
-    if env := os.environ.get("PCC_STATE_DIR"):
-        return Path(env).expanduser().resolve()
+def default_state_dir(env: dict[str, str] | None = None, prefix: str | None = None) -> tuple[Path, str]:
+    """The state directory and why it was chosen: ``$PCC_STATE_DIR``; else the ``.state``
+    directory beside the virtualenv this program runs from (a checkout's own, as `make`
+    creates it); else ``/var/lib/pcc`` for root, ``~/.local/state/pcc`` for others."""
+    env = dict(os.environ if env is None else env)
+    if value := env.get("PCC_STATE_DIR"):
+        return Path(value).expanduser().resolve(), "from $PCC_STATE_DIR"
+    venv = Path(prefix or sys.prefix)
+    beside = venv.parent / ".state"
+    if venv != Path(sys.base_prefix) and beside.is_dir():
+        return beside.resolve(), f"the checkout's, beside the virtualenv {venv}"
     if os.geteuid() == 0:
-        return Path("/var/lib/pcc")
-    return Path.home() / ".local" / "state" / "pcc"
+        return Path("/var/lib/pcc"), "the default for root (no $PCC_STATE_DIR, no checkout state)"
+    return Path.home() / ".local" / "state" / "pcc", "the default for a user (no $PCC_STATE_DIR)"
 
 
 @dataclass(frozen=True)
@@ -90,14 +100,20 @@ class Settings:
     config_file: Path | None = None
     metrics_port: int = 9464  # /metrics on 127.0.0.1; 0 turns it off
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    state_dir_reason: str = "from the configuration's state_dir"
 
     @classmethod
     def from_env(cls, state_dir: Path | None = None, config: Path | None = None) -> Settings:
         """Load ``pcc.toml`` (see module doc) and apply environment overrides."""
-        state = (state_dir or default_state_dir()).resolve()
+        if state_dir is not None:
+            state, why = state_dir.resolve(), "from --state-dir"
+        else:
+            state, why = default_state_dir()
         explicit = config or (Path(os.environ["PCC_CONFIG"]) if os.environ.get("PCC_CONFIG") else None)
         path = explicit or state / "pcc.toml"
         settings = cls._load(path, state) if explicit or path.exists() else cls(state_dir=state)
+        if settings.state_dir == state:
+            settings = dataclasses.replace(settings, state_dir_reason=why)
         return settings._with_env()
 
     @classmethod
@@ -189,6 +205,10 @@ class Settings:
     @property
     def database(self) -> Path:
         return self.state_dir / "pcc.db"
+
+    def where(self) -> str:
+        """Which state directory this is and why, for messages that must say so."""
+        return f"state directory {self.state_dir} ({self.state_dir_reason})"
 
     @property
     def dag_dir(self) -> Path:

@@ -16,8 +16,17 @@ from typing import Any
 import sqlite_utils
 
 from pcc.common.errors import NotFound, UserInputError
-from pcc.controller import metrics
-from pcc.controller.model import HOLDING, Allocation, Event, Reservation, State, User, check_transition
+from pcc.controller import metrics, schema
+from pcc.controller.model import (
+    HOLDING,
+    TERMINAL,
+    Allocation,
+    Event,
+    Reservation,
+    State,
+    User,
+    check_transition,
+)
 from pcc.controller.settings import SiteEntry
 
 
@@ -60,98 +69,8 @@ class Store:
         conn.execute("COMMIT")
 
     def _schema(self) -> None:
-        db = self.db
-        if "users" not in db.table_names():
-            db["users"].create({"name": str, "email": str, "ssh_key": str, "created": float}, pk="name")
-        if "sites" not in db.table_names():
-            db["sites"].create(
-                {
-                    "name": str,
-                    "host": str,
-                    "port": int,
-                    "user": str,
-                    "cpus": int,
-                    "memory_gb": float,
-                    "deployment_type": str,
-                    "ent": int,
-                },
-                pk="name",
-            )
-        if "reservations" not in db.table_names():
-            db["reservations"].create(
-                {
-                    "id": str,
-                    "seq": int,
-                    "owner": str,
-                    "title": str,
-                    "image": str,
-                    "begin": int,
-                    "end": int,
-                    "created": int,
-                    "ssh_key": str,
-                    "cancelled": int,
-                    "dag_cluster": int,
-                },
-                pk="id",
-                not_null={"owner", "image", "begin", "end"},
-                defaults={"cancelled": 0},
-            )
-            db["reservations"].create_index(["seq"], unique=True)
-        if "allocations" not in db.table_names():
-            db["allocations"].create(
-                {
-                    "id": int,
-                    "reservation": str,
-                    "site": str,
-                    "cpus": int,
-                    "memory_gb": float,
-                    "ent": int,
-                    "state": str,
-                    "reason": str,
-                    "frontend": str,
-                    "public_ip": str,
-                    "ssh_port": int,
-                    "nodes_up": int,
-                    "nodes_total": int,
-                    "updated": float,
-                },
-                pk="id",
-                foreign_keys=[("reservation", "reservations", "id")],
-            )
-            db["allocations"].create_index(["reservation", "site"], unique=True)
-        if "site_images" not in db.table_names():
-            db["site_images"].create({"site": str, "images": str, "updated": float}, pk="site")
-        if "site_health" not in db.table_names():
-            db["site_health"].create(
-                {
-                    "site": str,
-                    "health": str,
-                    "reason": str,
-                    "last_probe": float,
-                    "last_good": float,
-                    "probe_seconds": float,
-                },
-                pk="site",
-            )
-        if "notices" not in db.table_names():
-            db["notices"].create(
-                {"reservation": str, "site": str, "kind": str, "channel": str, "sent": float},
-                pk=("reservation", "site", "kind", "channel"),
-            )
-        if "events" not in db.table_names():
-            db["events"].create(
-                {
-                    "id": int,
-                    "time": float,
-                    "reservation": str,
-                    "site": str,
-                    "from_state": str,
-                    "to_state": str,
-                    "why": str,
-                },
-                pk="id",
-            )
-            db["events"].create_index(["reservation"])
+        """Bring the file to the latest schema version (see :mod:`pcc.controller.schema`)."""
+        schema.migrate(self.db.conn)
 
     # -- users -------------------------------------------------------------------------------
     def add_user(self, user: User) -> None:
@@ -323,29 +242,55 @@ class Store:
                 )
         return self.reservation(rid)
 
-    def _allocations(self, where: str, args: Iterable[Any]) -> list[Allocation]:
-        return [
-            Allocation(
-                reservation=r["reservation"],
-                site=r["site"],
-                cpus=r["cpus"],
-                memory_gb=r["memory_gb"],
-                ent=bool(r["ent"]),
-                state=State(r["state"]),
-                reason=r["reason"] or "",
-                frontend=r["frontend"] or "",
-                public_ip=r["public_ip"] or "",
-                ssh_port=r["ssh_port"],
-                nodes_up=r["nodes_up"] or 0,
-                nodes_total=r["nodes_total"] or 0,
-                id=r["id"],
-            )
-            for r in self.db["allocations"].rows_where(where, list(args), order_by="id")
-        ]
+    @staticmethod
+    def _allocation(r: dict[str, Any]) -> Allocation:
+        return Allocation(
+            reservation=r["reservation"],
+            site=r["site"],
+            cpus=r["cpus"],
+            memory_gb=r["memory_gb"],
+            ent=bool(r["ent"]),
+            state=State(r["state"]),
+            reason=r["reason"] or "",
+            frontend=r["frontend"] or "",
+            public_ip=r["public_ip"] or "",
+            ssh_port=r["ssh_port"],
+            nodes_up=r["nodes_up"] or 0,
+            nodes_total=r["nodes_total"] or 0,
+            id=r["id"],
+        )
 
-    def _reservation(self, row: dict[str, Any]) -> Reservation:
+    def _load(self, where: str = "1", args: Sequence[Any] = (), ids: str = "") -> list[Reservation]:
+        """Reservations matching ``where`` (on ``r``, the reservations table) with their
+        allocations: one query with a join, in id order. ``ids``, a query of reservation
+        ids, drives the query instead (its cost then follows that query, not the table)."""
+        source = f"({ids}) w join reservations r on r.id = w.id" if ids else "reservations r"
+        sql = f"""
+            select r.id as r_id, r.owner, r.title, r.image, r.begin, r."end", r.created, r.ssh_key,
+                   r.cancelled, r.dag_cluster, a.*
+            from {source} left join allocations a on a.reservation = r.id
+            where {where} order by r.seq, a.id"""
+        out: list[Reservation] = []
+        current: dict[str, Any] | None = None
+        allocs: list[Allocation] = []
+        cursor = self.db.execute(sql, list(args))
+        columns = [d[0] for d in cursor.description]
+        for values in cursor.fetchall():
+            row = dict(zip(columns, values, strict=True))
+            if current is None or current["r_id"] != row["r_id"]:
+                if current is not None:
+                    out.append(self._reservation(current, allocs))
+                current, allocs = row, []
+            if row["id"] is not None:
+                allocs.append(self._allocation(row))
+        if current is not None:
+            out.append(self._reservation(current, allocs))
+        return out
+
+    @staticmethod
+    def _reservation(row: dict[str, Any], allocations: Sequence[Allocation]) -> Reservation:
         return Reservation(
-            id=row["id"],
+            id=row["r_id"],
             owner=row["owner"],
             title=row["title"] or "",
             image=row["image"],
@@ -355,12 +300,12 @@ class Store:
             ssh_key=row["ssh_key"] or "",
             cancelled=bool(row["cancelled"]),
             dag_cluster=row["dag_cluster"],
-            allocations=tuple(self._allocations("reservation = ?", [row["id"]])),
+            allocations=tuple(allocations),
         )
 
     def find_reservation(self, rid: str) -> Reservation | None:
-        rows = list(self.db["reservations"].rows_where("id = ?", [rid]))
-        return self._reservation(rows[0]) if rows else None
+        found = self._load("r.id = ?", [rid])
+        return found[0] if found else None
 
     def reservation(self, rid: str) -> Reservation:
         found = self.find_reservation(rid)
@@ -369,22 +314,64 @@ class Store:
         return found
 
     def reservations(self, owner: str | None = None) -> list[Reservation]:
-        where, args = ("owner = ?", [owner]) if owner else (None, [])
-        return [self._reservation(r) for r in self.db["reservations"].rows_where(where, args, order_by="seq")]
+        return self._load("r.owner = ?", [owner]) if owner else self._load()
+
+    def live_reservations(self, also: Iterable[str] = ()) -> list[Reservation]:
+        """Reservations with an allocation that is not in a final state, plus those named in
+        ``also`` (e.g. with jobs still in the queue): the reconcile loop's working set, read
+        in one query whose cost follows the live reservations, not the history."""
+        live = [s.value for s in State if s not in TERMINAL]  # `in`, so the state index serves
+        extra = sorted(set(also))
+        ids = (
+            f"select distinct reservation as id from allocations where state in ({','.join('?' * len(live))})"
+        )
+        if extra:
+            ids += f" union select id from reservations where id in ({','.join('?' * len(extra))})"
+        return self._load(args=[*live, *extra], ids=ids)
+
+    def existing_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` are reservations in this store."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return set()
+        rows = self.db.execute(
+            f"select id from reservations where id in ({','.join('?' * len(wanted))})", wanted
+        ).fetchall()
+        return {r[0] for r in rows}
 
     def bookings_at(self, site: str, exclude: str | None = None) -> list[tuple[Allocation, Reservation]]:
         """Allocations at ``site`` that hold capacity (not of cancelled reservations), with
         their reservations."""
         held = [s.value for s in HOLDING]
         marks = ",".join("?" * len(held))
+        ids = f"select distinct reservation as id from allocations where site = ? and state in ({marks})"
         out = []
-        for alloc in self._allocations(f"site = ? and state in ({marks})", [site, *held]):
-            if alloc.reservation == exclude:
+        for res in self._load("r.cancelled = 0", [site, *held], ids=ids):
+            if res.id == exclude:
                 continue
-            res = self.reservation(alloc.reservation)
-            if not res.cancelled:
-                out.append((alloc, res))
+            out.extend((a, res) for a in res.allocations if a.site == site and a.state in HOLDING)
         return out
+
+    def state_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Allocations by state, and reservations by overall state (for the gauges)."""
+        allocs = dict(self.db.execute("select state, count(*) from allocations group by state").fetchall())
+        by_res: dict[str, int] = {}
+        rows = self.db.execute(
+            "select reservation, group_concat(state) from allocations group by reservation"
+        )
+        for _rid, states in rows.fetchall():
+            overall = Reservation(
+                "",
+                "",
+                "",
+                "",
+                0,
+                0,
+                0,
+                allocations=tuple(Allocation("", "", 0, 0.0, state=State(s)) for s in states.split(",")),
+            ).state
+            by_res[overall.value] = by_res.get(overall.value, 0) + 1
+        return allocs, by_res
 
     def set_dag(self, rid: str, cluster: int | None) -> None:
         self.db["reservations"].update(rid, {"dag_cluster": cluster})

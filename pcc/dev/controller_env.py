@@ -15,7 +15,10 @@ from typing import Any
 from pcc.condor.adapter import CondorAdapter
 from pcc.condor.dag import JobEnvironment, default_pcc_job
 from pcc.condor.pool import PersonalPool
+from pcc.controller.gauges import export_gauges
 from pcc.controller.model import State
+from pcc.controller.orphans import find_orphans
+from pcc.controller.probes import Probe, run_probes
 from pcc.controller.reconcile import Reconciler
 from pcc.controller.service import Service
 from pcc.controller.settings import Settings
@@ -39,6 +42,17 @@ class Controller:
     def reconcile(self) -> None:
         out = self.reconciler.reconcile_once()
         assert out.ok, out.errors
+
+    def probe(self) -> list[Probe]:
+        """The probe job, as `pcc serve` schedules it."""
+        return run_probes(self.settings, self.store, self.reconciler.condor)
+
+    def orphans(self) -> list[tuple[str, str]]:
+        """The orphan scan job, as `pcc serve` schedules it."""
+        return find_orphans(self.settings, self.store, self.reconciler.condor)
+
+    def gauges(self) -> None:
+        export_gauges(self.settings, self.store)
 
     def wait(self, predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
@@ -145,7 +159,7 @@ def make_controller(
     owner = pool.daemon_user().pw_name
     env = JobEnvironment(default_pcc_job(), pool.config_file, config, state)
     reconciler = Reconciler(settings, store, CondorAdapter(), env, owner)
-    reconciler.probe_sites()  # as `pcc serve` does first: the sites' health and image catalogs
+    run_probes(settings, store, reconciler.condor)  # as `pcc serve` does first: health and catalogs
     return Controller(state, config, settings, store, Service(settings, store), reconciler, user_key, pool)
 
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
@@ -26,7 +27,37 @@ from pcc.controller.settings import Settings
 log = logging.getLogger(__name__)
 
 SSH_PORT = 2222
-REPOSITORY = Path(__file__).resolve().parents[2] / "images" / "repository"
+# The sample repository ships inside the package (pcc.images is the checkout's images/).
+PACKAGED_IMAGES = Path(str(resources.files("pcc.images")))
+REPOSITORY = PACKAGED_IMAGES / "repository"
+
+
+def demo_repository(state: Path) -> Path:
+    """The repository the demo site serves: the packaged one when its tiny image is built
+    (a checkout after `make image`), else a copy in the state directory with the image built
+    there once by the packaged script (an installed wheel, whose package is read-only)."""
+    if (REPOSITORY / "tiny" / "initrd.img").exists():
+        return REPOSITORY
+    target = state / "demo" / "repository"
+    for source in [REPOSITORY / "vcdb.txt", *REPOSITORY.glob("*/vc-in.xml")]:
+        copy = target / source.relative_to(REPOSITORY)
+        if not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, copy)
+    if not (target / "tiny" / "initrd.img").exists():
+        log.info("building the demo image into %s (once)", target / "tiny")
+        build = subprocess.run(
+            ["bash", str(PACKAGED_IMAGES / "build_test_image.sh"), str(target / "tiny")],
+            env={**os.environ, "PCC_STATE_DIR": str(state)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if build.returncode != 0:
+            raise PccError(f"cannot build the demo image in {target / 'tiny'}: {build.stderr.strip()[-500:]}")
+    for path in [target, *target.rglob("*")]:  # the site account reads it
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
 
 
 def make_keypair(path: Path, comment: str = "") -> Path:
@@ -196,8 +227,7 @@ class DemoSite:
 
 def start_demo(state: Path, pool_user: str | None, address: str = "127.0.0.2") -> DemoSite:
     """Set up (idempotently) and start the demo site; write pcc.toml unless one exists."""
-    if not (REPOSITORY / "tiny" / "initrd.img").exists():
-        raise PccError(f"the demo image is not built in {REPOSITORY / 'tiny'}: run `make image`")
+    repository = demo_repository(state)
     account = site_account("pcc-demo")
     root = state / "demo"
     site_dir = root / "site"
@@ -206,7 +236,9 @@ def start_demo(state: Path, pool_user: str | None, address: str = "127.0.0.2") -
         d.chmod(0o755)
     if os.geteuid() == 0:
         os.chown(site_dir, account.pw_uid, account.pw_gid)
-    (site_dir / "site.toml").write_text(site_toml("demo", site_dir / "staging", address, (22000, 22099)))
+    (site_dir / "site.toml").write_text(
+        site_toml("demo", site_dir / "staging", address, (22000, 22099), repository)
+    )
     (site_dir / "site.toml").chmod(0o644)
     keys = root / "controller"
     keys.mkdir(exist_ok=True)

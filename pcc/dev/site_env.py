@@ -107,8 +107,14 @@ class Site:
         ]
 
     def allocations(self) -> dict[str, str]:
-        path = self.staging / "allocations.json"
-        return json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
+        """Public addresses (the site's, bridge mode) and forwarded ports (the libvirt
+        driver's, user mode) held, slot to cluster."""
+        out: dict[str, str] = {}
+        for name in ("allocations.json", "forwards.json"):
+            path = self.staging / name
+            if path.exists() and path.stat().st_size:
+                out.update(json.loads(path.read_text()))
+        return out
 
     def links(self) -> dict[str, str]:
         path = self.staging / "links.json"

@@ -54,7 +54,7 @@ def stop_site(s: SshSite) -> None:
         if "running" in state:
             s.site.virsh("destroy", domain)
         s.site.virsh("undefine", domain)
-    subprocess.run(["pkill", "-u", s.site.account.pw_name, "-f", "pcc.site.hub"], check=False)
+    subprocess.run(["pkill", "-u", s.site.account.pw_name, "-f", "pcc.drivers.libvirt.hub"], check=False)
     for pid in (s.sshd_pid,):
         if pid:
             with contextlib.suppress(ProcessLookupError):

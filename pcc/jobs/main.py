@@ -5,6 +5,10 @@ How an attribute reaches the ad depends on where the job runs: a vanilla job wit
 ``+WantIOProxy = true`` uses chirp; a local-universe job (no chirp there) edits its own ad
 through the schedd, which it reaches with the ``CONDOR_CONFIG`` its submit description
 passes in ``environment``.
+
+A failed boot tells DAGMan whether to try again through its exit status: the DAG says
+``RETRY BOOT_<site> N UNLESS-EXIT 42`` and a boot the site refused for good (see
+:data:`PERMANENT_BOOT_ERRORS`) exits :attr:`ExitStatus.PERMANENT` (42).
 """
 
 from __future__ import annotations
@@ -24,15 +28,48 @@ from typing import Any
 import classad2
 
 from pcc import __version__
-from pcc.common.errors import ConfigError, PccError, UserInputError
+from pcc.common.errors import (
+    CapacityError,
+    ConfigError,
+    PccError,
+    PermanentError,
+    TemporaryError,
+    UnsupportedError,
+    UserInputError,
+)
 from pcc.common.jobstate import PccState
 from pcc.common.protocol import ClusterStatus
 from pcc.controller.settings import Settings
 from pcc.controller.siteclient import SiteClient
 
 ATTR_NAME = re.compile(r"^Pcc[A-Za-z0-9]{1,60}\Z")
-LOCAL_UNIVERSE = 12
 log = logging.getLogger("pcc.jobs.main")
+
+# What a site's refusal of a boot means when SiteClient.boot raises it (the class its error
+# document names): an unknown image or a bad key (UserInputError), not enough capacity
+# (CapacityError), a bad site configuration (ConfigError), ENT not supported
+# (UnsupportedError, a UserInputError), or what the site itself calls permanent. Another
+# attempt cannot succeed. Everything else (TemporaryError and its subclasses such as
+# ProtocolError, DriverError, a plain PccError) may, and is retried.
+PERMANENT_BOOT_ERRORS: tuple[type[PccError], ...] = (
+    UserInputError,
+    CapacityError,
+    ConfigError,
+    UnsupportedError,
+    PermanentError,
+)
+
+
+class ExitStatus(enum.IntEnum):
+    """What `pcc-job` returns. DAGMan reads it: the BOOT nodes' ``RETRY ... UNLESS-EXIT``
+    names :attr:`PERMANENT`, so only that status stops DAGMan from retrying a boot."""
+
+    OK = 0
+    ERROR = 1  # worth retrying
+    USAGE = 2  # a bad command line or local configuration (from :func:`exit_status`)
+    # A boot the site refused for good (PERMANENT_BOOT_ERRORS): DAGMan does not retry it.
+    # 42 is far from the small codes Python, shells and HTCondor's own tools use.
+    PERMANENT = 42
 
 
 @dataclass(frozen=True)
@@ -46,6 +83,8 @@ class JobIdentity:
 
     @classmethod
     def from_environment(cls, env: dict[str, str] | None = None) -> JobIdentity:
+        from pcc.condor.adapter import Universe
+
         env = dict(os.environ if env is None else env)
         ad_file = env.get("_CONDOR_JOB_AD")
         if not ad_file or not Path(ad_file).is_file():
@@ -55,7 +94,7 @@ class JobIdentity:
         return cls(
             int(ad["ClusterId"]),
             int(ad["ProcId"]),
-            int(ad.get("JobUniverse", 5)),
+            int(ad.get("JobUniverse", Universe.VANILLA)),
             Path(chirp) if chirp else None,
         )
 
@@ -131,8 +170,18 @@ def _client(settings: Settings, site: str) -> SiteClient:
     return SiteClient(settings.site(site), timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s)
 
 
+def boot_exit_status(exc: BaseException) -> ExitStatus:
+    """How a failed boot ends its BOOT node: :attr:`ExitStatus.PERMANENT` (not retried) when
+    the exception says another attempt cannot succeed, else :attr:`ExitStatus.ERROR`."""
+    if isinstance(exc, PERMANENT_BOOT_ERRORS) and not isinstance(exc, TemporaryError):
+        return ExitStatus.PERMANENT
+    return ExitStatus.ERROR
+
+
 def cmd_boot(args: argparse.Namespace) -> int:
-    """`pragma boot` at the site; on failure say whether DAGMan will retry, then exit non-zero."""
+    """`pragma boot` at the site. A failure publishes whether DAGMan will retry and exits
+    ERROR (retried) or PERMANENT (not retried: the state is ``failed`` at once, so the
+    controller marks the allocation failed without waiting for attempts that cannot help)."""
     settings = _settings()
     site = settings.site(args.site)
     res_dir = settings.dag_dir / args.reservation
@@ -144,8 +193,23 @@ def cmd_boot(args: argparse.Namespace) -> int:
     try:
         result = _client(settings, site.name).boot(args.image, args.cpus, args.reservation, key)
     except PccError as exc:
-        last = args.attempt + 1 >= args.attempts
-        log.error("reservation %s site %s: boot failed (%s): %s", args.reservation, site.name, attempt, exc)
+        status = boot_exit_status(exc)
+        permanent = status is ExitStatus.PERMANENT
+        last = permanent or args.attempt + 1 >= args.attempts
+        if permanent:
+            next_step = f"{type(exc).__name__} is permanent: no retry"
+        elif last:
+            next_step = "no attempt left"
+        else:
+            next_step = f"DAGMan retries in {settings.timings.retry_delay_s:.0f} s"
+        log.error(
+            "reservation %s site %s: boot failed (%s): %s; %s",
+            args.reservation,
+            site.name,
+            attempt,
+            exc,
+            next_step,
+        )
         publish_values(
             {
                 "PccState": PccState.FAILED if last else PccState.RETRYING,
@@ -155,7 +219,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         )
         if not last:
             time.sleep(settings.timings.retry_delay_s)
-        return ExitStatus.ERROR
+        return status
     publish_values(
         {"PccState": PccState.BOOTED, "PccMessage": result.message, **_status_attrs(result.status)},
         identity,
@@ -262,15 +326,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-class ExitStatus(enum.IntEnum):
-    """What `pcc-job` returns (DAGMan reads it: see the DAG's RETRY ... UNLESS-EXIT)."""
-
-    OK = 0
-    ERROR = 1  # worth retrying
-    USAGE = 2
-
-
 def exit_status(exc: BaseException) -> ExitStatus:
+    """The status of an exception that reached the entry point (a boot's own failures are
+    mapped by :func:`boot_exit_status` where they happen)."""
     return ExitStatus.USAGE if isinstance(exc, UserInputError | ConfigError) else ExitStatus.ERROR
 
 

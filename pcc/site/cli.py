@@ -131,28 +131,28 @@ def run_boot(_: Any, args: dict[str, str]) -> Any:
     return _service(args).boot(req)
 
 
-def render_boot(result: dict[str, Any]) -> str:
-    where = f"{result['public_ip']}" + (
-        f" port {result['ssh_port']}" if result.get("ssh_port") not in (None, 22) else ""
-    )
-    lines = [f"cluster {result['cluster']} {result['message']}: frontend {result['frontend']} at {where}"]
-    lines += [_node_line(n) for n in result["nodes"]]
+def render_boot(result: protocol.BootResult) -> str:
+    fe = result.status.frontend
+    public_ip, ssh_port = (fe.public_ip, fe.ssh_port) if fe else (None, None)
+    where = f"{public_ip}" + (f" port {ssh_port}" if ssh_port not in (None, 22) else "")
+    lines = [f"cluster {result.cluster} {result.message}: frontend {fe.name if fe else None} at {where}"]
+    lines += [_node_line(n) for n in result.nodes]
     return "\n".join(lines)
 
 
-def _node_line(n: dict[str, Any]) -> str:
-    public = f"{n['public_ip']}:{n['ssh_port']}" if n.get("public_ip") else "-"
+def _node_line(n: protocol.NodeInfo) -> str:
+    public = f"{n.public_ip}:{n.ssh_port}" if n.public_ip else "-"
     return (
-        f"{n['name']:<32} {n['role']:<9} {n['state']:<8} {n['vcpus']:>3} cpu {n['memory_mib']:>6} MiB "
-        f"{n.get('private_ip') or '-':<15} {public}"
+        f"{n.name:<32} {n.role.value:<9} {n.state.value:<8} {n.vcpus:>3} cpu {n.memory_mib:>6} MiB "
+        f"{n.private_ip or '-':<15} {public}"
     )
 
 
 def run_list_cluster(_: Any, args: dict[str, str]) -> Any:
-    return [n.as_dict() for n in _service(args).list_cluster(args.get("name"))]
+    return _service(args).list_cluster(args.get("name"))
 
 
-def render_nodes(nodes: list[dict[str, Any]]) -> str:
+def render_nodes(nodes: list[protocol.NodeInfo]) -> str:
     if not nodes:
         return "no clusters"
     header = f"{'NODE':<32} {'ROLE':<9} {'STATE':<8} {'CPUS':>7} {'MEMORY':>10} {'PRIVATE IP':<15} PUBLIC"
@@ -163,18 +163,18 @@ def run_list_repository(_: Any, args: dict[str, str]) -> Any:
     return _service(args).list_repository()
 
 
-def render_repository(images: list[dict[str, Any]]) -> str:
+def render_repository(images: list[protocol.ImageInfo]) -> str:
     lines = []
     for image in images:
         sizes = []
         for role in ("frontend", "compute"):
-            if role in image:
-                disks = image[role]["disks"]
+            if role in image.roles:
+                disks = image.roles[role]["disks"]
                 sizes.append(
                     f"{role} {'+'.join(str(d['size_bytes'] or '?') for d in disks)} B "
                     f"({'/'.join(d['format'] for d in disks)})"
                 )
-        lines.append(f"{image['name']:<20} {', '.join(sizes):<60} {image['description']}")
+        lines.append(f"{image.name:<20} {', '.join(sizes):<60} {image.description}")
     return "\n".join(lines) or "no images"
 
 
@@ -186,28 +186,28 @@ def run_clean(_: Any, args: dict[str, str]) -> Any:
     return _service(args).clean(args["name"])
 
 
-def render_message(result: dict[str, Any]) -> str:
-    return f"cluster {result['cluster']}: {result['message']}"
+def render_message(result: protocol.ActionResult) -> str:
+    return f"cluster {result.cluster}: {result.message}"
 
 
 def run_check(_: Any, args: dict[str, str]) -> Any:
     return _service(args).check()
 
 
-def render_check(r: dict[str, Any]) -> str:
+def render_check(r: protocol.CheckReport) -> str:
+    driver = r.driver
     lines = [
-        f"site {r['site']}: {'OK' if r['ok'] else 'PROBLEMS'}",
-        f"pragma version: {r['pragma_version']}",
-        f"deployment type: {r['deployment_type']}",
-        f"ENT enabled: {'yes' if r['ent_enabled'] else 'no'}",
-        f"driver {r['driver']['name']}: {'reachable' if r['driver']['reachable'] else 'UNREACHABLE'} "
-        f"({r['driver']['message']})",
-        f"repository {r['repository']['path']}: {len(r['repository']['images'])} images",
-        f"CPUs: {r['cpus']['free']} free of {r['cpus']['total']} ({r['cpus']['reserved']} reserved)",
-        f"memory: {r['memory_mb']['free']} MB free of {r['memory_mb']['total']} MB "
-        f"({r['memory_mb']['reserved']} reserved)",
+        f"site {r.site}: {'OK' if r.ok else 'PROBLEMS'}",
+        f"pragma version: {r.pragma_version}",
+        f"deployment type: {r.deployment_type}",
+        f"ENT enabled: {'yes' if r.ent_enabled else 'no'}",
+        f"driver {driver.get('name')}: {'reachable' if driver.get('reachable') else 'UNREACHABLE'} "
+        f"({driver.get('message')})",
+        f"repository {r.repository_path}: {len(r.images or ())} images",
+        f"CPUs: {r.cpus.free} free of {r.cpus.total} ({r.cpus.reserved} reserved)",
+        f"memory: {r.memory_mb.free} MB free of {r.memory_mb.total} MB ({r.memory_mb.reserved} reserved)",
     ]
-    return "\n".join(lines + [f"problem: {p}" for p in r["problems"]])
+    return "\n".join(lines + [f"problem: {p}" for p in r.problems])
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -1,25 +1,22 @@
 """Contextualization: what each node is told about itself and its cluster.
 
-Pure functions from the plan to text — pragma_boot's ``vc-out.xml`` (frontend and compute
-forms) and a cloud-init NoCloud seed (``meta-data``, ``user-data``, ``network-config``) —
-and one thin step, :func:`write_seed`, that packs them into a ``cidata`` ISO.
+Pure functions from the planned nodes to text — pragma_boot's ``vc-out.xml`` (frontend and
+compute forms) and cloud-init's ``meta-data``, ``user-data`` and ``network-config`` — that
+every driver hands its guests its own way (the libvirt driver packs them into a NoCloud
+seed ISO, ``pcc.drivers.libvirt.seed``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
+from collections.abc import Sequence
 
 from lxml import etree
 
-from pcc.common.errors import DriverError
-from pcc.drivers.base import ClusterPlan, Nic, NodePlan, Role
+from pcc.drivers.base import Interface, NodeDocuments, NodeSpec, Role
 
 
-def _iface_attrs(nic: Nic) -> dict[str, str]:
+def _iface_attrs(nic: Interface) -> dict[str, str]:
     attrs = {"mac": nic.mac, "iface": nic.guest_name, "mtu": "1500"}
     if nic.ip and nic.prefix is not None:
         net = ipaddress.ip_interface(f"{nic.ip}/{nic.prefix}").network
@@ -27,8 +24,8 @@ def _iface_attrs(nic: Nic) -> dict[str, str]:
     return attrs
 
 
-def _gateway(node: NodePlan) -> str:
-    return next((n.gateway for n in node.nics if n.gateway), "")
+def _gateway(node: NodeSpec) -> str:
+    return next((n.gateway for n in node.interfaces if n.gateway), "")
 
 
 def _tail(vc: etree._Element, dns: tuple[str, ...], key: str) -> None:
@@ -41,18 +38,18 @@ def _xml(vc: etree._Element) -> str:
     return etree.tostring(vc, pretty_print=True, encoding="unicode")
 
 
-def vc_out_frontend(plan: ClusterPlan, key: str, dns: tuple[str, ...], fqdn: str) -> str:
+def vc_out_frontend(nodes: Sequence[NodeSpec], key: str, dns: tuple[str, ...], fqdn: str) -> str:
     """The frontend's vc-out.xml: its own interfaces, and every compute node."""
-    fe = plan.frontend
+    fe = next(n for n in nodes if n.role is Role.FRONTEND)
     vc = etree.Element("vc")
     frontend = etree.SubElement(vc, "frontend", fqdn=fqdn, name=fe.name, gw=_gateway(fe))
-    for nic in fe.nics:
+    for nic in fe.interfaces:
         etree.SubElement(frontend, nic.network, **_iface_attrs(nic))
-    computes = [n for n in plan.nodes if n.role is Role.COMPUTE]
+    computes = [n for n in nodes if n.role is Role.COMPUTE]
     compute = etree.SubElement(vc, "compute", count=str(len(computes)))
     for node in computes:
         el = etree.SubElement(compute, "node", name=node.name, cpus=str(node.vcpus), gw=_gateway(node))
-        for nic in node.nics:
+        for nic in node.interfaces:
             if nic.network == "private":
                 el.set("ip", nic.ip or "")
                 el.set("mac", nic.mac)
@@ -61,29 +58,29 @@ def vc_out_frontend(plan: ClusterPlan, key: str, dns: tuple[str, ...], fqdn: str
     return _xml(vc)
 
 
-def vc_out_compute(plan: ClusterPlan, node: NodePlan, key: str, dns: tuple[str, ...], fqdn: str) -> str:
+def vc_out_compute(node: NodeSpec, key: str, dns: tuple[str, ...], fqdn: str) -> str:
     """A compute node's vc-out.xml: the frontend's name and its own interfaces."""
     vc = etree.Element("vc")
     etree.SubElement(vc, "frontend", fqdn=fqdn)
     compute = etree.SubElement(vc, "compute", name=node.name, gw=_gateway(node))
-    for nic in node.nics:
+    for nic in node.interfaces:
         etree.SubElement(compute, nic.network, fqdn=node.name, **_iface_attrs(nic))
     _tail(vc, dns, key)
     return _xml(vc)
 
 
-def meta_data(node: NodePlan) -> str:
-    return f"instance-id: {node.cluster}-{node.name}\nlocal-hostname: {node.name}\n"
+def meta_data(node: NodeSpec) -> str:
+    return f"instance-id: {node.cluster}-{node.name}\nlocal-hostname: {node.hostname}\n"
 
 
-def user_data(node: NodePlan, key: str, vc_out: str, domain: str = "local") -> str:
+def user_data(node: NodeSpec, key: str, vc_out: str, domain: str = "local") -> str:
     """#cloud-config: hostname, the user's key for root and the default user, and vc-out.xml
     written to /root/vc-out.xml (where pragma_boot's images look for it)."""
     content = "".join(f"      {line}\n" for line in vc_out.rstrip("\n").splitlines())
     return (
         "#cloud-config\n"
-        f"hostname: {node.name}\n"
-        f"fqdn: {node.name}.{domain}\n"
+        f"hostname: {node.hostname}\n"
+        f"fqdn: {node.hostname}.{domain}\n"
         "manage_etc_hosts: true\n"
         "disable_root: false\n"
         "ssh_pwauth: false\n"
@@ -97,10 +94,10 @@ def user_data(node: NodePlan, key: str, vc_out: str, domain: str = "local") -> s
     )
 
 
-def network_config(node: NodePlan) -> str:
+def network_config(node: NodeSpec) -> str:
     """netplan v2, one ethernet per NIC matched by MAC."""
     out = ["version: 2", "ethernets:"]
-    for i, nic in enumerate(node.nics):
+    for i, nic in enumerate(node.interfaces):
         out += [
             f"  {nic.network}{i}:",
             "    match:",
@@ -118,22 +115,22 @@ def network_config(node: NodePlan) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_seed(directory: Path, files: dict[str, str], iso: Path) -> Path:
-    """Pack the seed files into a NoCloud ISO labelled ``cidata``."""
-    tool = shutil.which("genisoimage") or shutil.which("mkisofs")
-    if tool is None:
-        raise DriverError("genisoimage is not installed (Debian package genisoimage)")
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        for name, text in files.items():
-            (Path(tmp) / name).write_text(text)
-        proc = subprocess.run(
-            [tool, "-quiet", "-output", str(iso), "-volid", "cidata", "-joliet", "-rock", *sorted(files)],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            check=False,
+def documents(
+    nodes: Sequence[NodeSpec], key: str, dns: tuple[str, ...], domain: str = "local"
+) -> dict[str, NodeDocuments]:
+    """Every node's documents, by node name."""
+    fe = next(n for n in nodes if n.role is Role.FRONTEND)
+    fqdn = f"{fe.hostname}.{domain}"
+    out: dict[str, NodeDocuments] = {}
+    for node in nodes:
+        if node.role is Role.FRONTEND:
+            vc_out = vc_out_frontend(nodes, key, dns, fqdn)
+        else:
+            vc_out = vc_out_compute(node, key, dns, fqdn)
+        out[node.name] = NodeDocuments(
+            vc_out=vc_out,
+            user_data=user_data(node, key, vc_out, domain),
+            meta_data=meta_data(node),
+            network_config=network_config(node),
         )
-    if proc.returncode != 0:
-        raise DriverError(f"cannot write the seed {iso}: {proc.stderr.strip()}")
-    return iso
+    return out

@@ -1,4 +1,5 @@
-"""The HTCondor adapter against a real personal pool started by the session fixture."""
+"""The HTCondor adapter, and the DAGs PCC renders, against a real personal pool started by the
+session fixture."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ from pathlib import Path
 
 import htcondor2
 import pytest
+from htcondor2 import dags
 
 from pcc.common.errors import CondorError
-from pcc.condor.adapter import CondorAdapter, JobStatus
+from pcc.common.jobstate import PccState
+from pcc.condor.adapter import CondorAdapter, JobStatus, Universe
+from pcc.condor.dag import JobEnvironment, render_dag, submit_reservation
 from pcc.condor.pool import PersonalPool
+from pcc.controller.model import Allocation, Reservation
+from pcc.controller.settings import Settings, SiteEntry, Timings
+from pcc.jobs.main import ExitStatus
 
 pytestmark = pytest.mark.condor
 
@@ -237,6 +244,97 @@ def test_dag_final_node_runs_when_the_dag_is_removed(condor: CondorAdapter, job_
     )
     assert condor.remove(sub.cluster, "reservation cancelled") == 1
     assert wait_file(job_dir / "final_status") == "4"
+
+
+def test_a_dagman_job_carries_its_attributes_from_the_submit_on(condor: CondorAdapter, job_dir: Path) -> None:
+    dag = dag_with_final(job_dir, "sleep 300\n")
+    sub = condor.submit_dag(
+        dag, {"batch-name": "r-attrs"}, attributes={"PccReservation": "r-attrs", "PccOwner": "alice"}
+    )
+    try:
+        ads = condor.query(
+            f"ClusterId == {sub.cluster}", ["JobBatchName", "PccReservation", "PccOwner", "JobUniverse"]
+        )
+        assert ads == [
+            {
+                "JobBatchName": "r-attrs",
+                "PccReservation": "r-attrs",
+                "PccOwner": "alice",
+                "JobUniverse": Universe.SCHEDULER,
+            }
+        ]
+    finally:
+        condor.remove(sub.cluster, "test done")
+
+
+def test_dagman_retries_a_rendered_node_unless_it_exits_permanent(
+    condor: CondorAdapter, job_dir: Path
+) -> None:
+    dag = dags.DAG()
+    for name, code in (("PERMANENT", int(ExitStatus.PERMANENT)), ("TEMPORARY", int(ExitStatus.ERROR))):
+        exe = script(job_dir / f"{name}.sh", f"echo run >> {job_dir}/{name}.runs\nexit {code}\n")
+        (job_dir / f"{name}.sub").write_text(
+            f"universe = local\nexecutable = {exe}\nshould_transfer_files = NO\nqueue\n"
+        )
+        dag.layer(
+            name=name,
+            submit_description=job_dir / f"{name}.sub",
+            retries=2,
+            retry_unless_exit=int(ExitStatus.PERMANENT),
+        )
+    final = script(job_dir / "final.sh", f'echo "$1" > {job_dir}/final_status\n')
+    (job_dir / "final.sub").write_text(
+        f"universe = local\nexecutable = {final}\narguments = $(DAG_STATUS)\nqueue\n"
+    )
+    dag.final(name="FINAL", submit_description=job_dir / "final.sub")
+    dag_file = job_dir / "retry.dag"
+    dag_file.write_text(render_dag(dag))
+    condor.submit_dag(dag_file)
+    assert wait_file(job_dir / "final_status") == "2"  # FINAL ran, from the path it was given
+    assert (job_dir / "PERMANENT.runs").read_text().count("run") == 1
+    assert (job_dir / "TEMPORARY.runs").read_text().count("run") == 3
+
+
+def test_a_reservation_dag_runs_boot_hold_and_final_from_its_templates(
+    condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
+) -> None:
+    calls = job_dir / "calls"
+    fake_job = script(job_dir / "pcc-job", f'echo "$1" >> {calls}\n')
+    site = SiteEntry("a", "127.0.0.2", 22, "pragma", job_dir / "id", job_dir / "known_hosts", 4, 8)
+    settings = Settings(
+        state_dir=job_dir / "state", sites=(site,), timings=Timings(boot_lead_s=0, boot_retries=1)
+    )
+    now = int(time.time())
+    res = Reservation(
+        "r-dag",
+        "alice",
+        "t",
+        "img",
+        now,
+        now + 3600,
+        now - 1,
+        "ssh-ed25519 AAAA alice",
+        allocations=(Allocation("r-dag", "a", 2, 4.0),),
+    )
+    env = JobEnvironment(fake_job, condor_pool.config_file, job_dir / "pcc.toml", job_dir / "state")
+    owner = condor_pool.service_user if os.geteuid() == 0 else None
+    cluster = submit_reservation(condor, res, settings, env, owner)
+    first = condor.query(f"ClusterId == {cluster}", ["JobBatchName", "PccReservation", "PccOwner"])
+    assert first == [{"JobBatchName": "r-dag", "PccReservation": "r-dag", "PccOwner": "alice"}]
+    condor.wait_for(
+        f"ClusterId == {cluster}",
+        lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
+        ["JobStatus"],
+        timeout=120,
+        include_history=True,
+    )
+    assert calls.read_text().split() == ["boot", "watch", "teardown"]
+    nodes = condor.history(f"DAGManJobId == {cluster}", ["DAGNodeName", "JobUniverse", "PccState"])
+    assert sorted((n["DAGNodeName"], n["JobUniverse"], n["PccState"]) for n in nodes) == [
+        ("BOOT_a", Universe.VANILLA, PccState.SCHEDULED),
+        ("FINAL", Universe.LOCAL, PccState.STOPPING),
+        ("HOLD_a", Universe.LOCAL, PccState.BOOTED),
+    ]
 
 
 def test_schedd_refusals_become_condor_errors_with_its_message(condor: CondorAdapter) -> None:

@@ -261,9 +261,9 @@ def test_a_cluster_no_reservation_accounts_for_is_flagged_as_an_orphan(
     code, doc = site.pragma("boot", "tiny", "0", f"key={stray_key}", "cluster=stray")
     assert code == 0, doc
     try:
-        out = controller.reconciler.reconcile_once(check_sites=True)
-        assert ("b", "stray") in out.orphan_clusters
-        assert not any(site_name == "a" for site_name, _ in out.orphan_clusters)
+        orphans = controller.orphans()
+        assert ("b", "stray") in orphans
+        assert not any(site_name == "a" for site_name, _ in orphans)
     finally:
         site.pragma("clean", "stray")
 
@@ -294,8 +294,8 @@ def test_probes_record_site_health_publish_site_ads_and_metrics_that_promtool_ac
 
     gone = classad2.ClassAd({"MyType": "PccSite", "Name": "gone", "PccHealth": "up"})
     htcondor2.Collector().advertise([gone], "UPDATE_AD_GENERIC")  # a site since removed from the config
-    out = controller.reconciler.reconcile_once(probe=True)
-    assert {p.site: p.health for p in out.probes} == {"a": "up", "b": "up", "c": "down"}
+    probes = controller.probe()
+    assert {p.site: p.health for p in probes} == {"a": "up", "b": "up", "c": "down"}
     health = controller.store.site_health()
     assert health["c"]["health"] == "down" and "cannot reach 127.0.0.4:2222" in health["c"]["reason"]
     assert any(e.site == "c" and e.to_state == "down" for e in controller.store.events())
@@ -345,9 +345,9 @@ def test_a_reset_store_never_adopts_an_older_dag_with_the_same_reservation_id(
         controller.reconciler.env,
         controller.reconciler.dag_owner,
     )
-    assert reconciler.reconcile_once(probe=False, check_sites=False).submitted == ["r00001"]
+    assert reconciler.reconcile_once().submitted == ["r00001"]
     new_dag = fresh.reservation(res.id).dag_cluster
     assert new_dag is not None and new_dag != old.dag_cluster
     service.cancel(Actor("alice"), res.id)
-    reconciler.reconcile_once(probe=False, check_sites=False)
+    reconciler.reconcile_once()
     assert fresh.reservation(res.id).allocations[0].state is State.CANCELLED

@@ -111,7 +111,9 @@ def wait_promql(url: str, query: str, want: float, timeout: float, ctl: Controll
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        ctl.reconciler.reconcile_once(probe=True)
+        ctl.reconciler.reconcile_once()
+        ctl.probe()
+        ctl.gauges()
         last = promql(url, query)
         if last and float(last[0]["value"][1]) == want:
             return

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,8 +20,13 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools reuses a checkout's build/ directory, whose stale files
+    # (an older layout) would end up in the wheel.
+    source = tmp_path_factory.mktemp("source") / "pcc"
+    junk = shutil.ignore_patterns(".git", ".state", ".venv", "build", "*.egg-info", "__pycache__", ".*cache")
+    shutil.copytree(REPO, source, ignore=junk)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -36,12 +43,17 @@ def test_the_wheel_carries_config_templates_drivers_and_console_scripts(wheel: P
         "pcc/condor_config/install_condor.py",
         "pcc/submit_templates/README.md",
         "pcc/drivers/__init__.py",
-        "pcc/drivers/libvirt.py",
+        "pcc/drivers/libvirt/__init__.py",
         "pcc/cli/main.py",
         "pcc/jobs/main.py",
         "pcc/site/cli.py",
+        "pcc/images/repository/vcdb.txt",
+        "pcc/images/repository/tiny/vc-in.xml",
+        "pcc/images/build_test_image.sh",
+        "pcc/images/tiny/init",
     ):
         assert path in names, path
+    assert not any(n.endswith(("vmlinuz", "initrd.img")) for n in names)  # built at the demo, not shipped
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for script in ("pcc = pcc.cli.main:main", "pcc-job = pcc.jobs.main:main", "pragma = pcc.site.cli:main"):
@@ -75,3 +87,48 @@ def test_an_installed_wheel_renders_the_pool_config_outside_the_checkout(wheel: 
         check=True,
     )
     assert "condor" in help_out.stdout and "serve" in help_out.stdout
+
+
+def test_the_site_tool_runs_from_a_site_install_without_the_controllers_dependencies(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """`pip install 'pcc[site]'`: the wheel and lxml only, run by a Python that sees no other
+    site-packages (`-S`), so a stray import of the controller's dependencies would fail."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), f"{wheel}[site]"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    heavy = (
+        "htcondor2",
+        "classad2",
+        "paramiko",
+        "apscheduler",
+        "sqlite_utils",
+        "prometheus_client",
+        "libvirt",
+    )
+    assert not [name for name in heavy if (target / name).exists()]
+    config = tmp_path / "site.toml"
+    config.write_text(
+        '[site]\nname = "s"\ncpus = 2\nmemory_mb = 512\n'
+        f'[repository]\npath = "{REPO / "images" / "repository"}"\n'
+        f'[staging]\npath = "{tmp_path / "staging"}"\n[driver]\nname = "libvirt"\n'
+    )
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]);"
+        "from pcc.site.cli import main; rc = main(['--json', '--config', sys.argv[2], 'list', 'repository']);"
+        f"assert not [m for m in {heavy!r} if m in sys.modules]; sys.exit(rc)"
+    )
+    out = subprocess.run(
+        ["/usr/bin/python3", "-S", "-c", code, str(target), str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["ok"] and {i["name"] for i in doc["result"]} == {"tiny", "tiny-legacy"}

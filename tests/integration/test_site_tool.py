@@ -15,7 +15,7 @@ from pcc.common.keys import normalize_public_key
 from pcc.dev import demo
 from pcc.dev.controller_env import ssh_login as ssh
 from pcc.dev.site_env import REPO, TEST_IMAGE, Site
-from pcc.site.staging import backing_file
+from pcc.drivers.libvirt.overlays import backing_file
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
@@ -113,7 +113,9 @@ def test_a_two_node_legacy_cluster_and_a_second_cluster_of_the_same_image_side_b
             libvirt_site.pragma("clean", cluster)
     assert libvirt_site.leftovers("pair") == [] and libvirt_site.leftovers("twin") == []
     assert not any(owner in ("pair", "twin") for owner in libvirt_site.links().values())
-    hubs = subprocess.run(["pgrep", "-f", "pcc.site.hub"], capture_output=True, text=True, check=False).stdout
+    hubs = subprocess.run(
+        ["pgrep", "-f", "pcc.drivers.libvirt.hub"], capture_output=True, text=True, check=False
+    ).stdout
     assert hubs.strip() == ""
 
 
@@ -152,15 +154,16 @@ def test_bad_boots_fail_clearly_and_leave_nothing_behind(
 
 
 def test_generated_domain_xml_passes_virt_xml_validate(libvirt_site: Site, tmp_path: Path) -> None:
-    from pcc.drivers.libvirt import build_domain_xml
+    from pcc.drivers.libvirt import LibvirtDriver
+    from pcc.drivers.libvirt.domain import build_domain_xml
     from pcc.site import config
     from pcc.site.service import BootRequest, SiteService
 
     svc = SiteService(config.load(libvirt_site.config))
+    assert isinstance(svc.driver, LibvirtDriver)
     for image, cpus in (("tiny", 0), ("tiny-legacy", 2)):
-        plan = svc.plan(
-            BootRequest(image, cpus, Path("/dev/null"), cluster="v"), svc.repository.image(image), "22100"
-        )
+        spec = svc.plan(BootRequest(image, cpus, Path("/dev/null"), cluster="v"), svc.repository.image(image))
+        plan = svc.driver.ex_plan(spec, 22100, links=range(23100, 23100 + len(spec.nodes) + 1))
         for node in plan.nodes:
             path = tmp_path / f"{node.name}.xml"
             path.write_text(build_domain_xml(node, "qemu"))
@@ -177,10 +180,10 @@ def test_generated_user_data_passes_cloud_init_schema(
     from pcc.site.service import BootRequest, SiteService
 
     svc = SiteService(config.load(libvirt_site.config))
-    plan = svc.plan(BootRequest("tiny", 1, keys[1], cluster="s"), svc.repository.image("tiny"), "22100")
     key = normalize_public_key(keys[1].read_text())
+    plan = svc.plan(BootRequest("tiny", 1, keys[1], cluster="s"), svc.repository.image("tiny"), key=key)
     for node in plan.nodes:
-        vc_out = context.vc_out_frontend(plan, key, ("10.0.2.3",), "s-frontend.local")
+        vc_out = context.vc_out_frontend(plan.nodes, key, ("10.0.2.3",), "s-frontend.local")
         path = tmp_path / f"{node.name}-user-data"
         path.write_text(context.user_data(node, key, vc_out))
         proc = subprocess.run(
@@ -232,7 +235,8 @@ def test_volume_disks_of_a_storage_pool_are_staged_and_boot(
 
 
 def test_bridge_mode_domains_pass_virt_xml_validate(libvirt_site: Site, tmp_path: Path) -> None:
-    from pcc.drivers.libvirt import build_domain_xml
+    from pcc.drivers.libvirt import LibvirtDriver
+    from pcc.drivers.libvirt.domain import build_domain_xml
     from pcc.site import config
     from pcc.site.service import BootRequest, SiteService
 
@@ -245,11 +249,15 @@ def test_bridge_mode_domains_pass_virt_xml_validate(libvirt_site: Site, tmp_path
     )
     (tmp_path / "bridge.toml").write_text(text)
     svc = SiteService(config.load(tmp_path / "bridge.toml"))
-    plan = svc.plan(
+    spec = svc.plan(
         BootRequest("tiny", 2, Path("/dev/null"), cluster="b"), svc.repository.image("tiny"), "192.0.2.10"
     )
+    assert spec.network.public_address == "192.0.2.10"
+    assert isinstance(svc.driver, LibvirtDriver)
+    plan = svc.driver.ex_plan(spec)
     assert [n.source["bridge"] for n in plan.frontend.nics] == ["br-pub", "br-priv"]
     assert plan.nodes[1].nics[0].gateway == "10.1.0.1"
+    assert (plan.public_address, plan.ssh_port) == ("192.0.2.10", 22)
     for node in plan.nodes:
         path = tmp_path / f"{node.name}.xml"
         path.write_text(build_domain_xml(node, "kvm"))

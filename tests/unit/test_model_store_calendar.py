@@ -175,3 +175,25 @@ def test_the_loop_walks_only_through_allowed_states() -> None:
     assert shortest_path(State.BOOTING, State.STOPPED) == [State.STOPPING, State.STOPPED]
     assert shortest_path(State.REQUESTED, State.RUNNING) == [State.SCHEDULED, State.BOOTING, State.RUNNING]
     assert shortest_path(State.RUNNING, State.BOOTING) == []
+
+
+def test_live_reservations_are_those_not_finished_and_those_asked_for_each_once(store: Store) -> None:
+    now = int(time.time())
+    two_sites = Reservation(
+        "",
+        "alice",
+        "",
+        "tiny",
+        now,
+        now + 60,
+        now,
+        allocations=(Allocation("", "a", 1, 1.0), Allocation("", "b", 1, 1.0)),
+    )
+    live = store.add_reservation(two_sites)
+    done = store.add_reservation(reservation(begin=now))
+    alloc = done.allocations[0]
+    assert alloc.id is not None
+    store.transition(alloc.id, State.CANCELLED, "cancelled")
+    assert [r.id for r in store.live_reservations()] == [live.id]
+    assert [r.id for r in store.live_reservations([done.id, "r99999"])] == [live.id, done.id]
+    assert [len(r.allocations) for r in store.live_reservations()] == [2]

@@ -69,3 +69,9 @@ def test_dagman_strict_mode_is_relaxed_only_for_a_pool_under_tmp(tmp_path: Path)
     elsewhere = PersonalPool(prefix=tmp_path, local_dir=Path("/var/lib/pcc/condor/local"))
     assert config_values(under_tmp.render_config())["DAGMAN_USE_STRICT"] == "0"
     assert config_values(elsewhere.render_config())["DAGMAN_USE_STRICT"] == "1"
+
+
+def test_a_pool_restart_brings_every_dagman_back_at_once(tmp_path: Path) -> None:
+    values = config_values(render(tmp_path))
+    assert values["SCHEDULER_UNIVERSE_COOL_DOWN_DURATION"] == "0"
+    assert int(values["JOB_STOP_COUNT"]) >= 100

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import classad2
+import htcondor2
 import pytest
 
 from pcc.common.errors import UserInputError
-from pcc.condor.adapter import to_expr
+from pcc.condor.adapter import JobStatus, Universe, to_expr
 from pcc.jobs.main import parse_assignments
 
 
@@ -47,3 +48,17 @@ def test_job_assignments_keep_integers_and_booleans_and_quote_the_rest() -> None
 def test_job_assignments_only_accept_pcc_attributes(bad: str) -> None:
     with pytest.raises(UserInputError):
         parse_assignments([bad])
+
+
+def test_job_status_is_the_bindings_enum_and_equals_the_integers_queries_return() -> None:
+    assert JobStatus is htcondor2.JobStatus
+    ad = {"JobStatus": 5}  # what CondorAdapter.query gives: plain Python values
+    assert ad["JobStatus"] == JobStatus.HELD
+    assert ad["JobStatus"] != JobStatus.RUNNING
+    assert f"JobStatus == {JobStatus.HELD}" == "JobStatus == 5"
+    assert JobStatus(4) is JobStatus.COMPLETED
+
+
+def test_universes_are_named_with_htcondors_numbers() -> None:
+    assert (Universe.VANILLA, Universe.SCHEDULER, Universe.LOCAL) == (5, 7, 12)
+    assert f"JobUniverse == {Universe.SCHEDULER}" == "JobUniverse == 7"

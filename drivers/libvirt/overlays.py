@@ -4,12 +4,13 @@ image is never written."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
 from pcc.common.errors import DriverError
-from pcc.drivers.base import StagedDisk
+from pcc.drivers.libvirt.domain import StagedDisk
 
 
 def qemu_img() -> str:
@@ -50,8 +51,6 @@ def create_overlay(
 
 def backing_file(overlay: Path) -> str | None:
     """The backing file qemu-img records for an overlay (for checks and tests)."""
-    import json
-
     proc = subprocess.run(
         [qemu_img(), "info", "--output=json", "-U", str(overlay)], capture_output=True, text=True, check=False
     )

@@ -1,38 +1,60 @@
-"""The libvirt driver: domains built with lxml from the image's own ``<domain>``, defined and
-started through libvirt-python, and read back from libvirt (never from our bookkeeping).
+"""The libvirt driver: a neutral cluster spec staged as qcow2 overlays and NoCloud seeds,
+its domains built from the image's own ``<domain>``, defined and started through
+libvirt-python, and read back from libvirt (never from our bookkeeping).
 
-Settings (``[driver.libvirt]`` in the site config):
+Settings (``[driver.libvirt]`` in the site config, read by :class:`LibvirtSettings`):
 
 * ``uri`` — libvirt connection, default ``qemu:///session`` (the site account's own
   daemon, started by libvirt on first use; no root needed);
 * ``domain_type`` — ``kvm`` where the host has working KVM, ``qemu`` (software emulation)
   where not, or ``auto`` (``kvm`` when ``/dev/kvm`` is usable by this user);
-* ``ready_marker`` — optional text the guest prints on its serial console when it is up;
-  until then a running domain is reported as ``booting``.
+* ``ready_marker`` — optional regular expression the guest prints on its serial console
+  when it is up; until then a running domain is reported as ``booting``.
 
-Each domain carries a ``<metadata>`` element with its cluster, role and addresses, so
-``list`` needs nothing but libvirt.
+The site's ``[network]`` table decides how NICs attach (:mod:`.network`). Each domain
+carries a ``<metadata>`` element with its cluster, role and addresses, so ``list`` needs
+nothing but libvirt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from lxml import etree
 
-from pcc.common.errors import ConfigError, DriverError
-from pcc.drivers.base import ClusterPlan, Driver, DriverHealth, Nic, NodePlan, NodeState, NodeStatus, Role
+from pcc.common.errors import DriverError
+from pcc.common.tomlcfg import TomlReader
+from pcc.drivers.base import (
+    FEATURE_ENT,
+    FEATURE_PUBLIC_ADDRESS,
+    FEATURE_VOLUMES,
+    CleanResult,
+    ClusterSpec,
+    Driver,
+    DriverHealth,
+    DriverSettings,
+    NodeInfo,
+    NodeState,
+    Role,
+    SiteContext,
+)
+from pcc.drivers.libvirt import hub
+from pcc.drivers.libvirt.domain import NS, PREFIX, ClusterLayout, DomainPlan, build_domain_xml, domain_name
+from pcc.drivers.libvirt.layout import cluster_dir, plan_cluster, template
+from pcc.drivers.libvirt.overlays import create_overlay
+from pcc.drivers.libvirt.ports import ClusterPorts
+from pcc.drivers.libvirt.seed import seed_files, write_seed
 
 log = logging.getLogger(__name__)
-
-NS = "urn:pcc:libvirt-node:1"
-PREFIX = "pcc-"
 
 try:  # optional dependency: only sites using this driver need libvirt-python
     import libvirt
@@ -41,8 +63,12 @@ except ImportError:  # pragma: no cover - reported by check()/connect()
     libvirt = None
     libvirt_qemu = None
 
+DOMAIN_TYPES = ("auto", "kvm", "qemu")
+ROLES: dict[str, Role] = {r.value: r for r in Role}
 
-def _native_states() -> dict[int, NodeState]:
+
+def native_states() -> dict[int, NodeState]:
+    """libvirt's domain states onto PCC's (read with ``.get(state, NodeState.UNKNOWN)``)."""
     if libvirt is None:
         return {}
     return {
@@ -57,141 +83,44 @@ def _native_states() -> dict[int, NodeState]:
     }
 
 
-def domain_name(node: str) -> str:
-    return f"{PREFIX}{node}"
+@dataclass(frozen=True)
+class LibvirtSettings(DriverSettings):
+    """``[driver.libvirt]``: see the module docstring."""
 
+    uri: str = "qemu:///session"
+    domain_type: str = "auto"
+    ready_marker: str | None = None
 
-def _sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: str) -> etree._Element:
-    el = etree.SubElement(
-        parent, tag, {k.replace("_", "-") if k != "type_" else "type": v for k, v in attrs.items()}
-    )
-    if text is not None:
-        el.text = text
-    return el
-
-
-def _interface(devices: etree._Element, nic: Nic) -> None:
-    if nic.attach == "user":
-        iface = _sub(devices, "interface", type_="user")
-        _sub(iface, "mac", address=nic.mac)
-        if nic.source.get("net"):
-            net, _, prefix = str(nic.source["net"]).partition("/")
-            _sub(iface, "ip", family="ipv4", address=net, prefix=prefix)
-    elif nic.attach == "udp":  # a point-to-point UDP link to the cluster's loopback hub
-        iface = _sub(devices, "interface", type_="udp")
-        _sub(iface, "mac", address=nic.mac)
-        src = _sub(iface, "source", address=str(nic.source["address"]), port=str(nic.source["port"]))
-        _sub(src, "local", address=str(nic.source["address"]), port=str(nic.source["local_port"]))
-    elif nic.attach == "bridge":
-        iface = _sub(devices, "interface", type_="bridge")
-        _sub(iface, "mac", address=nic.mac)
-        _sub(iface, "source", bridge=str(nic.source["bridge"]))
-    else:
-        raise DriverError(f"libvirt driver: NIC attachment {nic.attach!r} is not supported")
-    _sub(iface, "model", type_="virtio")
-
-
-def build_domain_xml(node: NodePlan, domain_type: str) -> str:
-    """The node's libvirt domain: the image's ``<domain>`` with its devices kept, its disks and
-    NICs replaced by the plan's, a seed disk, a serial console to a file, and our metadata."""
-    parser = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True, remove_blank_text=True)
-    dom = etree.fromstring(node.domain_xml.encode(), parser)
-    dom.set("type", domain_type)
-    for tag in ("name", "uuid", "memory", "currentMemory", "vcpu", "metadata"):
-        for el in dom.findall(tag):
-            dom.remove(el)
-    dom.insert(0, etree.Element("name"))
-    dom[0].text = domain_name(node.name)
-    meta = etree.Element("metadata")
-    etree.SubElement(
-        meta,
-        f"{{{NS}}}node",
-        nsmap={"pcc": NS},
-        cluster=node.cluster,
-        name=node.name,
-        role=node.role.value,
-        **_addresses(node),
-    )
-    dom.insert(1, meta)
-    mem = etree.Element("memory", unit="MiB")
-    mem.text = str(node.memory_mib)
-    dom.insert(2, mem)
-    vcpu = etree.Element("vcpu", placement="static")
-    vcpu.text = str(node.vcpus)
-    dom.insert(3, vcpu)
-    os_el = dom.find("os")
-    if os_el is None:
-        raise DriverError(f"image domain for {node.name} has no <os>")
-    for tag in ("kernel", "initrd", "dtb"):
-        el = os_el.find(tag)
-        if el is not None and el.text and not os.path.isabs(el.text.strip()):
-            el.text = str((node.image_dir / el.text.strip()).resolve())
-    os_type = os_el.find("type")
-    if os_type is not None and os_type.get("machine") is None:
-        os_type.set("machine", "pc")
-    devices = dom.find("devices")
-    if devices is None:
-        devices = etree.SubElement(dom, "devices")
-    for el in list(devices):
-        if el.tag in ("disk", "interface", "serial", "console", "emulator", "graphics", "video") or (
-            el.tag == "disk" and el.get("device") in ("cdrom", "floppy")
-        ):
-            devices.remove(el)
-    for disk in node.disks:
-        d = _sub(devices, "disk", type_="file", device="disk")
-        _sub(d, "driver", name="qemu", type_=disk.format)
-        _sub(d, "source", file=str(disk.path))
-        _sub(d, "target", dev=disk.target, bus=disk.bus)
-    used = {disk.target for disk in node.disks}
-    seed_dev = next(f"vd{c}" for c in "bcdefghijklmnop" if f"vd{c}" not in used)
-    seed = _sub(devices, "disk", type_="file", device="disk")
-    _sub(seed, "driver", name="qemu", type_="raw")
-    _sub(seed, "source", file=str(node.seed))
-    _sub(seed, "target", dev=seed_dev, bus="virtio")
-    _sub(seed, "readonly")
-    for nic in node.nics:
-        _interface(devices, nic)
-    serial = _sub(devices, "serial", type_="file")
-    _sub(serial, "source", path=str(node.console_log))
-    _sub(serial, "target", port="0")
-    console = _sub(devices, "console", type_="file")
-    _sub(console, "source", path=str(node.console_log))
-    _sub(console, "target", type_="serial", port="0")
-    if devices.find("rng") is None:  # without entropy, guests wait seconds for their first keys
-        rng = _sub(devices, "rng", model="virtio")
-        _sub(rng, "backend", "/dev/urandom", model="random")
-    return etree.tostring(dom, pretty_print=True, encoding="unicode")
-
-
-def _addresses(node: NodePlan) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for nic in node.nics:
-        if nic.network == "private" and nic.ip:
-            out["private_ip"] = nic.ip
-        if nic.network == "public":
-            if nic.attach == "user" and nic.source.get("forward_port"):
-                out["public_ip"] = str(nic.source["forward_address"])
-                out["ssh_port"] = str(nic.source["forward_port"])
-            elif nic.ip:
-                out["public_ip"] = nic.ip
-                out["ssh_port"] = "22"
-    return out
+    @classmethod
+    def from_toml(cls, reader: TomlReader) -> Self:
+        cls.reject_unknown(reader)
+        kind = reader.get("domain_type", str, "auto")
+        if kind not in DOMAIN_TYPES:
+            raise reader.fail("domain_type", f"must be auto, kvm or qemu, got {kind!r}")
+        marker = reader.get("ready_marker", str, "") or None
+        if marker is not None:
+            try:
+                re.compile(marker)
+            except re.error as exc:
+                raise reader.fail("ready_marker", f"not a regular expression: {exc}") from None
+        return cls(uri=reader.get("uri", str, "qemu:///session"), domain_type=kind, ready_marker=marker)
 
 
 class LibvirtDriver(Driver):
     name = "libvirt"
+    features = frozenset({FEATURE_ENT, FEATURE_VOLUMES, FEATURE_PUBLIC_ADDRESS})
+    settings_type = LibvirtSettings
+    settings: LibvirtSettings
 
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        super().__init__(settings)
-        self.uri = str(self.settings.get("uri", "qemu:///session"))
-        kind = str(self.settings.get("domain_type", "auto"))
-        if kind not in ("auto", "kvm", "qemu"):
-            raise ConfigError(f"[driver.libvirt] domain_type: must be auto, kvm or qemu, got {kind!r}")
+    def __init__(self, settings: LibvirtSettings, site: SiteContext) -> None:
+        super().__init__(settings, site)
+        self.uri = settings.uri
+        kind = settings.domain_type
         self.domain_type = (
             kind if kind != "auto" else ("kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "qemu")
         )
-        marker = self.settings.get("ready_marker")
-        self.ready_marker = re.compile(str(marker)) if marker else None
+        self.ready_marker = re.compile(settings.ready_marker) if settings.ready_marker else None
+        self.ports = ClusterPorts(site.staging, site.network)
         self._conn: Any = None
 
     # -- connection ------------------------------------------------------------------------
@@ -234,28 +163,68 @@ class LibvirtDriver(Driver):
         el = etree.fromstring(text.encode(), etree.XMLParser(resolve_entities=False, no_network=True))
         return dict(el.attrib)
 
-    # -- verbs -----------------------------------------------------------------------------
-    def deploy(self, plan: ClusterPlan, timeout: float) -> Sequence[NodeStatus]:
-        conn = self.connect()
+    # -- create ----------------------------------------------------------------------------
+    def ex_plan(
+        self, spec: ClusterSpec, forward_port: int | None = None, links: Sequence[int] = ()
+    ) -> ClusterLayout:
+        """The domains this driver would define for ``spec`` (nothing is held or written)."""
+        return plan_cluster(spec, self.site, forward_port, links)
+
+    def create_cluster(
+        self, spec: ClusterSpec, timeout: float, on_staged: Callable[[], None] | None = None
+    ) -> list[NodeInfo]:
+        self.validate(spec)
         deadline = time.monotonic() + timeout
-        order = sorted(plan.nodes, key=lambda n: n.role is not Role.FRONTEND)
+        user = self.site.network.mode == "user"
+        forward = self.ports.forward_port(spec.name) if user else None
+        links = self.ports.link_ports(spec.name, len(spec.nodes) + 1) if user and len(spec.nodes) > 1 else ()
+        layout = plan_cluster(spec, self.site, forward, links)
+        layout.directory.mkdir(parents=True, exist_ok=True)
+        if links:
+            hub.start(links[0], layout.directory / "hub.pid")
+        self._stage(spec, layout)
+        if on_staged is not None:
+            on_staged()
+        self._deploy(layout, deadline)
+        return list(self.list_nodes(spec.name))
+
+    def _stage(self, spec: ClusterSpec, layout: ClusterLayout) -> None:
+        """Overlays on the image's disks, and each node's seed."""
+        for node in layout.nodes:
+            tpl = template(spec, node.role.value)
+            for staged, source in zip(node.disks, tpl.disks, strict=True):
+                if source.kind == "file":
+                    assert source.path is not None
+                    base = source.path
+                else:
+                    base = Path(self.ex_volume_path(str(source.pool), str(source.volume)))
+                create_overlay(base, source.format, staged.path, staged.target, staged.bus)
+        for node in layout.nodes:
+            docs = spec.documents.get(node.name)
+            if docs is None:
+                raise DriverError(f"cluster {spec.name}: no contextualization documents for {node.name}")
+            (layout.directory / f"{node.name}-vc-out.xml").write_text(docs.vc_out)
+            write_seed(layout.directory, seed_files(docs), node.seed)
+
+    def _deploy(self, layout: ClusterLayout, deadline: float) -> None:
+        conn = self.connect()
+        order = sorted(layout.nodes, key=lambda n: n.role is not Role.FRONTEND)
         started: dict[str, float] = {}
         for node in order:
             if node.depends_on:
-                self._wait_running(plan.name, [node.depends_on], deadline)
+                self._wait_running(layout.name, [node.depends_on], deadline)
                 pause = node.wait_seconds - (time.monotonic() - started.get(node.depends_on, 0.0))
                 if pause > 0:
                     time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             xml = build_domain_xml(node, self.domain_type)
-            log.info("cluster %s: defining and starting %s", plan.name, domain_name(node.name))
+            log.info("cluster %s: defining and starting %s", layout.name, domain_name(node.name))
             dom = self._call(f"define {node.name}", conn.defineXML, xml)
             self._call(f"start {node.name}", dom.create)
             started[node.name] = time.monotonic()
             self._forward_ports(dom, node)
-        self._wait_running(plan.name, [n.name for n in plan.nodes], deadline)
-        return self.list_nodes(plan.name)
+        self._wait_running(layout.name, [n.name for n in layout.nodes], deadline)
 
-    def _forward_ports(self, dom: Any, node: NodePlan) -> None:
+    def _forward_ports(self, dom: Any, node: DomainPlan) -> None:
         for index, nic in enumerate(node.nics):
             port = nic.source.get("forward_port") if nic.attach == "user" else None
             if not port:
@@ -294,8 +263,9 @@ class LibvirtDriver(Driver):
                 raise DriverError(f"nodes {', '.join(sorted(pending))} not running within the boot timeout")
             time.sleep(0.25)
 
-    def list_nodes(self, cluster: str | None = None) -> Sequence[NodeStatus]:
-        table = _native_states()
+    # -- list / shutdown / clean -------------------------------------------------------------
+    def list_nodes(self, cluster: str | None = None) -> list[NodeInfo]:
+        table = native_states()
         out = []
         for dom in self._domains(cluster):
             meta = self._metadata(dom) or {}
@@ -311,10 +281,10 @@ class LibvirtDriver(Driver):
             if state is NodeState.RUNNING and self.ready_marker is not None and not self._ready(console):
                 state = NodeState.BOOTING
             out.append(
-                NodeStatus(
+                NodeInfo(
                     cluster=meta.get("cluster", ""),
                     name=meta.get("name", dom.name()[len(PREFIX) :]),
-                    role=Role(meta.get("role", "compute")),
+                    role=ROLES.get(meta.get("role", ""), Role.COMPUTE),
                     state=state,
                     vcpus=int(info[3]),
                     memory_mib=int(info[1]) // 1024,
@@ -354,16 +324,34 @@ class LibvirtDriver(Driver):
                 stopped += 1
         return stopped
 
-    def clean(self, cluster: str) -> int:
+    def clean(self, cluster: str) -> CleanResult:
+        """Undefine the domains, then remove the cluster's files, hub and ports — the last
+        even when libvirt failed, so a half-made cluster never holds them (the error is
+        raised afterwards)."""
         removed = 0
-        for dom in self._domains(cluster):
-            if self._call("read state", dom.isActive):
-                self._call(f"destroy {dom.name()}", dom.destroy)
-            flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-            self._call(f"undefine {dom.name()}", dom.undefineFlags, flags)
-            removed += 1
-        return removed
+        failure: DriverError | None = None
+        try:
+            for dom in self._domains(cluster):
+                if self._call("read state", dom.isActive):
+                    self._call(f"destroy {dom.name()}", dom.destroy)
+                flags = (
+                    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                )
+                self._call(f"undefine {dom.name()}", dom.undefineFlags, flags)
+                removed += 1
+        except DriverError as exc:
+            failure = exc
+        cdir = cluster_dir(self.site.staging, cluster)
+        had_files = cdir.exists()
+        with contextlib.suppress(OSError):
+            hub.stop(cdir / "hub.pid")
+        shutil.rmtree(cdir, ignore_errors=True)
+        released = self.ports.release(cluster) if self.site.network.mode == "user" else ()
+        if failure is not None:
+            raise failure
+        return CleanResult(removed_nodes=removed, removed_files=had_files, released=released)
 
+    # -- check -----------------------------------------------------------------------------
     def check(self) -> DriverHealth:
         try:
             conn = self.connect()

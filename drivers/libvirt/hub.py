@@ -7,7 +7,7 @@ there and floods the rest. One hub per cluster, started detached by ``pragma boo
 exits when its pid file disappears (``pragma clean`` removes the cluster directory) or
 when it is signalled.
 
-    python -m pcc.site.hub --port PORT --pidfile PATH
+    python -m pcc.drivers.libvirt.hub --port PORT --pidfile PATH
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+MODULE = "pcc.drivers.libvirt.hub"  # how `start` runs it, and how `stop` recognises it
 
 
 def serve(port: int, pidfile: Path, check_every: float = 2.0) -> int:
@@ -60,7 +61,7 @@ def start(port: int, pidfile: Path, timeout: float = 5.0) -> int:
     """Start a detached hub (it outlives the `pragma` process and its SSH session)."""
     pidfile.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pcc.site.hub", "--port", str(port), "--pidfile", str(pidfile)],
+        [sys.executable, "-m", MODULE, "--port", str(port), "--pidfile", str(pidfile)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -89,7 +90,7 @@ def stop(pidfile: Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    if b"pcc.site.hub" not in cmdline:
+    if MODULE.encode() not in cmdline:
         return False
     os.kill(pid, signal.SIGTERM)
     return True
