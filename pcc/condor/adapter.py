@@ -14,7 +14,7 @@ import enum
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,10 +98,32 @@ class CondorAdapter:
     """Talks to one schedd. Methods return plain Python values, never binding objects."""
 
     def __init__(self, schedd: htcondor2.Schedd | None = None) -> None:
+        self._given = schedd is not None
         try:
             self.schedd = schedd or htcondor2.Schedd()
         except htcondor2.HTCondorException as exc:
             raise CondorError(f"cannot locate the schedd: {exc}") from exc
+
+    def _relocate(self) -> bool:
+        """Find the local schedd again (a restarted pool listens on new ports); False when
+        this adapter was given its schedd, or none answers."""
+        if self._given:
+            return False
+        try:
+            htcondor2.reload_config()
+            self.schedd = htcondor2.Schedd()
+        except htcondor2.HTCondorException:
+            return False
+        return True
+
+    def _read(self, call: Callable[[], Any]) -> Any:
+        """A read, tried again once at a relocated schedd if the first attempt fails."""
+        try:
+            return call()
+        except htcondor2.HTCondorException:
+            if not self._relocate():
+                raise
+            return call()
 
     # -- submit ----------------------------------------------------------------------------
     def submit(self, description: Mapping[str, str] | str, count: int = 1) -> Submitted:
@@ -110,6 +132,7 @@ class CondorAdapter:
             sub = htcondor2.Submit(dict(description) if isinstance(description, Mapping) else description)
             result = self.schedd.submit(sub, count=count)
         except (htcondor2.HTCondorException, ValueError, TypeError) as exc:
+            self._relocate()  # a restarted pool: the next call finds it (a write is never repeated)
             raise CondorError(f"submit failed: {exc}") from exc
         log.info("submitted cluster %d (%d procs)", result.cluster(), result.num_procs())
         return Submitted(result.cluster(), result.num_procs())
@@ -133,6 +156,7 @@ class CondorAdapter:
                 sub[f"My.{name}"] = to_expr(value)
             result = self.schedd.submit(sub)
         except (htcondor2.HTCondorException, ValueError, TypeError) as exc:
+            self._relocate()  # a restarted pool: the next call finds it (a write is never repeated)
             raise CondorError(f"DAG submit of {dag_file} failed: {exc}") from exc
         log.info("submitted DAG %s as cluster %d", dag_file, result.cluster())
         return Submitted(result.cluster(), result.num_procs())
@@ -142,7 +166,7 @@ class CondorAdapter:
         """Jobs in the queue matching ``constraint``, with only the projected attributes."""
         proj = list(projection)
         try:
-            ads = self.schedd.query(constraint=constraint, projection=proj)
+            ads = self._read(lambda: self.schedd.query(constraint=constraint, projection=proj))
         except htcondor2.HTCondorException as exc:
             raise CondorError(f"queue query failed: {exc}") from exc
         return [_plain(ad, proj or None) for ad in ads]
@@ -153,7 +177,7 @@ class CondorAdapter:
         """Finished jobs matching ``constraint``, most recent first."""
         proj = list(projection)
         try:
-            ads = self.schedd.history(constraint=constraint, projection=proj, match=limit)
+            ads = self._read(lambda: self.schedd.history(constraint=constraint, projection=proj, match=limit))
         except htcondor2.HTCondorException as exc:
             raise CondorError(f"history query failed: {exc}") from exc
         return [_plain(ad, proj or None) for ad in ads]
@@ -168,6 +192,26 @@ class CondorAdapter:
             raise CondorError(f"collector query failed: {exc}") from exc
         return [str(ad["Name"]) for ad in ads if "Name" in ad]
 
+    def advertise(self, ads: Iterable[Mapping[str, Any]], invalidate: Iterable[str], my_type: str) -> None:
+        """Publish generic ads (plain values) to the collector and invalidate the ads of
+        ``my_type`` named in ``invalidate`` (e.g. sites no longer configured)."""
+        try:
+            collector = htcondor2.Collector()
+            batch = [classad2.ClassAd(dict(ad)) for ad in ads]
+            if batch:
+                collector.advertise(batch, "UPDATE_AD_GENERIC")
+            for name in invalidate:
+                query = classad2.ClassAd(
+                    {
+                        "MyType": "Query",
+                        "TargetType": my_type,
+                        "Requirements": classad2.ExprTree(f"Name == {classad2.quote(name)}"),
+                    }
+                )
+                collector.advertise([query], "INVALIDATE_ADS_GENERIC")
+        except htcondor2.HTCondorException as exc:
+            raise CondorError(f"advertising {my_type} ads failed: {exc}") from exc
+
     # -- change ----------------------------------------------------------------------------
     def edit(self, job: JobSpec, attr: str, value: Any, forward: bool = False) -> int:
         """Set ``attr`` on the matching jobs; with ``forward`` a running job's starter sees
@@ -176,6 +220,7 @@ class CondorAdapter:
         try:
             n = self.schedd.edit(job, attr, to_expr(value), flags=flags)
         except htcondor2.HTCondorException as exc:
+            self._relocate()  # a restarted pool: the next call finds it (a write is never repeated)
             raise CondorError(f"edit of {attr} on {job} failed: {exc}") from exc
         return int(n)
 
@@ -184,6 +229,7 @@ class CondorAdapter:
         try:
             result = self.schedd.act(htcondor2.JobAction.Remove, job, reason=reason)
         except htcondor2.HTCondorException as exc:
+            self._relocate()  # a restarted pool: the next call finds it (a write is never repeated)
             raise CondorError(f"remove of {job} failed: {exc}") from exc
         return int(result.get("TotalSuccess", 0))
 

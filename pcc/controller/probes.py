@@ -102,25 +102,6 @@ def site_ad(site: SiteEntry, probe: Probe) -> dict[str, Any]:
     }
 
 
-def advertise(ads: Sequence[dict[str, Any]], removed: Sequence[str]) -> None:
-    """Publish site ads to the collector and invalidate those of sites no longer configured."""
-    import classad2
-    import htcondor2
-
-    collector = htcondor2.Collector()
-    if ads:
-        collector.advertise([classad2.ClassAd(ad) for ad in ads], "UPDATE_AD_GENERIC")
-    for name in removed:
-        query = classad2.ClassAd(
-            {
-                "MyType": "Query",
-                "TargetType": "PccSite",
-                "Requirements": classad2.ExprTree(f"Name == {classad2.quote(name)}"),
-            }
-        )
-        collector.advertise([query], "INVALIDATE_ADS_GENERIC")
-
-
 def run_probes(settings: Settings, store: Store, condor: CondorAdapter | None) -> list[Probe]:
     """The probe job: probe every site, record health (changes are events), refresh the image
     catalog the service checks reservations against, export the site metrics and publish the
@@ -150,7 +131,7 @@ def run_probes(settings: Settings, store: Store, condor: CondorAdapter | None) -
     try:
         if condor is not None:
             known = condor.collector_names("PccSite")
-            advertise(ads, sorted(set(known) - set(sites)))
+            condor.advertise(ads, sorted(set(known) - set(sites)), "PccSite")
     except Exception as exc:  # the collector's trouble must not stop the probes
         log.warning("cannot publish site ads: %s", exc)
     return found

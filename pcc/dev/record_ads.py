@@ -70,8 +70,16 @@ class Recorder:
         self.taken[label] = to_doc(self.observe(rid))
         print(f"recorded {label}", file=sys.stderr)
 
-    def until(self, label: str, rid: str, seen: Callable[[Observation], bool], timeout: float = 150) -> None:
-        """Reconcile until the observation of ``rid`` satisfies ``seen``; record it then."""
+    def until(
+        self,
+        label: str,
+        rid: str,
+        seen: Callable[[Observation], bool],
+        timeout: float = 150,
+        drive: bool = True,
+    ) -> None:
+        """Reconcile (unless not ``drive``) until the observation of ``rid`` satisfies
+        ``seen``; record it then."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             obs = self.observe(rid)
@@ -79,9 +87,15 @@ class Recorder:
                 self.taken[label] = to_doc(obs)
                 print(f"recorded {label}", file=sys.stderr)
                 return
-            self.ctl.reconcile()
+            if drive:
+                self.ctl.reconcile()
             time.sleep(0.3)
-        raise SystemExit(f"never saw {label} for {rid}")
+        last = self.observe(rid)
+        raise SystemExit(
+            f"never saw {label} for {rid}: "
+            f"{[(a.get('DAGNodeName'), a.get('JobStatus'), a.get('PccState'), a.get('PccMessage')) for a in last.ads]}; "
+            f"store: {[(a.site, a.state.value, a.reason) for a in last.res.allocations]}"
+        )
 
 
 def node(obs: Observation, name: str) -> dict[str, Any] | None:
@@ -148,6 +162,8 @@ def record(out: Path) -> None:
                 ]
             ),
         )
+        # Its DAG finishes at its end; not driven meanwhile, the store still has site a live.
+        rec.until("partly failed DAG gone", broken.id, lambda o: bool(o.history) and not o.ads, drive=False)
         rec.until("watch running", run.id, lambda o: (node(o, "HOLD_a") or {}).get("PccState") == "running")
         ctl.reconcile()
         extended = ctl.service.extend(alice, run.id, run.end + 5)
@@ -155,7 +171,6 @@ def record(out: Path) -> None:
         assert extended.end == run.end + 5
         rec.until("FINAL running", run.id, lambda o: node(o, "FINAL") is not None)
         rec.until("DAG gone with per-site teardown results", run.id, lambda o: bool(o.history) and not o.ads)
-        rec.until("partly failed DAG gone", broken.id, lambda o: bool(o.history) and not o.ads)
         # A boot job that is held (here by hand: HTCondor puts one on hold the same way when
         # its deferral window passes) and a cancelled reservation whose DAG is still queued.
         held_res = ctl.service.reserve(
