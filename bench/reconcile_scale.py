@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,15 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("PCC_STATE_DIR", str(REPO / ".state"))  # the install `make` made
 
-from pcc.condor.adapter import CondorAdapter, use_pool  # noqa: E402
+from pcc.condor.adapter import CondorAdapter  # noqa: E402
 from pcc.condor.dag import JobEnvironment, default_pcc_job  # noqa: E402
-from pcc.condor.pool import PersonalPool  # noqa: E402
 from pcc.controller.reconcile import Reconciler  # noqa: E402
 from pcc.controller.service import Actor, Service, SiteRequest  # noqa: E402
 from pcc.controller.settings import Settings  # noqa: E402
 from pcc.controller.store import Store  # noqa: E402
 from pcc.dev.controller_env import chown_tree  # noqa: E402
 from pcc.dev.demo import make_keypair  # noqa: E402
+from pcc.dev.pools import scratch_pool  # noqa: E402
 
 PAST = (0, 1_000, 10_000, 100_000)
 
@@ -105,14 +103,8 @@ def main() -> int:
     ap.add_argument("--passes", type=int, default=5)
     ap.add_argument("--live", type=int, default=100)
     args = ap.parse_args()
-    installed = Settings.from_env().embedded_pool()
-    root = Path(tempfile.mkdtemp(prefix="bench-reconcile-", dir=installed.local_dir.parent))
-    os.chmod(root, 0o755)
-    pool = PersonalPool(prefix=installed.prefix, local_dir=root / "pool")
-    pool.start()
-    use_pool(pool.config_file, pool.client_env().get("CONDOR_IDS"))
-    owner = pool.daemon_user().pw_name
-    try:
+    with scratch_pool("bench-reconcile-") as (root, pool):
+        owner = pool.daemon_user().pw_name
         key = make_keypair(root / "keys" / "id")
         config = root / "pcc.toml"
         config.write_text(
@@ -158,11 +150,9 @@ def main() -> int:
                 f"live {live:>3}: a pass with {PAST[-1]:,} past reservations costs {ratio:.2f}x one with none"
             )
         print(f"(median of {args.passes} passes; target: at most 1.5x)")
-    finally:
-        for ad in CondorAdapter().query("true", ["ClusterId"]):
-            CondorAdapter().remove(int(ad["ClusterId"]), "bench done")
-        pool.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        condor = CondorAdapter()
+        for ad in condor.query("true", ["ClusterId"]):  # no teardowns left trying to reach the site
+            condor.remove(int(ad["ClusterId"]), "bench done")
     return 0
 
 

@@ -233,6 +233,15 @@ class CondorAdapter:
             raise CondorError(f"remove of {job} failed: {exc}") from exc
         return int(result.get("TotalSuccess", 0))
 
+    def hold(self, job: JobSpec, reason: str) -> int:
+        """Put the matching jobs on hold. Returns how many."""
+        try:
+            result = self.schedd.act(htcondor2.JobAction.Hold, job, reason=reason)
+        except htcondor2.HTCondorException as exc:
+            self._relocate()
+            raise CondorError(f"hold of {job} failed: {exc}") from exc
+        return int(result.get("TotalSuccess", 0))
+
     # -- convenience -----------------------------------------------------------------------
     def wait_for(
         self,

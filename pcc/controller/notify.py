@@ -1,8 +1,10 @@
 """Notices to users on the changes that matter to them: reservation admitted, cluster running
 (with its login address), failed (with the reason), ending soon, stopped. Sent by email
 (SMTP) and/or a webhook (JSON POST); each notice once, recorded in the store, so a restart
-never repeats one. Sending runs beside the reconcile loop with timeouts: a failing channel
-is logged and retried later, and never blocks or breaks the loop."""
+never repeats one. Each run follows the events table from a cursor (plus the live
+reservations, for "ending soon"), so its cost follows what changed. Sending runs beside the
+reconcile loop with timeouts: a failing channel is logged and retried later, and never
+blocks or breaks the loop."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from pcc.controller.store import Store
 
 log = logging.getLogger(__name__)
 
+CURSOR = "notify"  # the last event whose notices are all sent
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -31,11 +35,15 @@ class Notice:
     body: str
 
 
-def due_notices(store: Store, ending_minutes: float, now: float | None = None) -> list[Notice]:
-    """Every notice the store's state calls for (sent or not: the caller filters)."""
+def due_notices(
+    store: Store, ending_minutes: float, now: float | None = None, after_event: int = 0
+) -> list[Notice]:
+    """The notices the store's state calls for (sent or not: the caller filters), for the
+    reservations with an event after ``after_event`` and the live ones (for "ending soon"):
+    the cost follows what changed, not the history."""
     now = time.time() if now is None else now
     out = []
-    for res in store.reservations():
+    for res in store.live_reservations(store.reservations_with_events_after(after_event)):
         sites = ", ".join(a.site for a in res.allocations)
         out.append(
             Notice(
@@ -108,14 +116,19 @@ class Notifier:
         """Send what is due and not yet sent, per channel; returns (notice, channel) sent now."""
         cfg = self.settings.notify
         channels = [c for c, on in (("email", bool(cfg.smtp_host)), ("webhook", bool(cfg.webhook))) if on]
-        sent = []
-        for notice in due_notices(self.store, cfg.ending_minutes, now) if channels else []:
+        sent: list[tuple[Notice, str]] = []
+        if not channels:
+            return sent
+        cursor, newest = self.store.cursor(CURSOR), self.store.last_event_id()
+        complete = True
+        for notice in due_notices(self.store, cfg.ending_minutes, now, after_event=cursor):
             for channel in channels:
                 if self.store.notice_sent(notice.reservation, notice.site, notice.kind, channel):
                     continue
                 try:
                     done = self._email(notice) if channel == "email" else self._webhook(notice)
                 except Exception as exc:  # one bad notice or channel must not stop the others
+                    complete = False
                     log.warning(
                         "reservation %s: %s notice %r failed: %s; retried later",
                         notice.reservation,
@@ -127,6 +140,8 @@ class Notifier:
                 if done:
                     self.store.mark_notice(notice.reservation, notice.site, notice.kind, channel)
                     sent.append((notice, channel))
+        if complete:  # events up to here need nothing more; a failure keeps them for a retry
+            self.store.set_cursor(CURSOR, newest)
         return sent
 
     def _email(self, notice: Notice) -> bool:

@@ -421,3 +421,25 @@ class Store:
             Event(r["time"], r["reservation"], r["site"], r["from_state"], r["to_state"], r["why"])
             for r in self.db["events"].rows_where(where, args, order_by="id")
         ]
+
+    # -- cursors (scheduled jobs that follow the events table) --------------------------------
+    def last_event_id(self) -> int:
+        return int(self.db.execute("select coalesce(max(id), 0) from events").fetchone()[0])
+
+    def reservations_with_events_after(self, event_id: int) -> set[str]:
+        """Reservations that have an event newer than ``event_id`` (an index range scan)."""
+        rows = self.db.execute(
+            "select distinct reservation from events where id > ? and reservation != ''", [event_id]
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def cursor(self, name: str) -> int:
+        row = self.db.execute("select value from cursors where name = ?", [name]).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, name: str, value: int) -> None:
+        self.db.execute(
+            "insert into cursors (name, value) values (?, ?) "
+            "on conflict(name) do update set value = excluded.value",
+            [name, value],
+        )

@@ -11,23 +11,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pcc.condor.adapter import CondorAdapter, use_pool
-from pcc.condor.pool import PersonalPool
+from pcc.condor.adapter import CondorAdapter
 from pcc.controller.model import Allocation, Reservation, State
 from pcc.controller.reconcile import PROJECTION, QUEUE_CONSTRAINT, Observation, group_ads
 from pcc.controller.service import Actor, SiteRequest
-from pcc.controller.settings import Settings
 from pcc.dev import controller_env, ssh_sites
 from pcc.dev.controller_env import Controller
 from pcc.dev.demo import make_keypair
+from pcc.dev.pools import scratch_pool
 
 OUT = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "reconcile_observations.json"
 
@@ -91,11 +88,12 @@ class Recorder:
                 self.ctl.reconcile()
             time.sleep(0.3)
         last = self.observe(rid)
-        raise SystemExit(
-            f"never saw {label} for {rid}: "
-            f"{[(a.get('DAGNodeName'), a.get('JobStatus'), a.get('PccState'), a.get('PccMessage')) for a in last.ads]}; "
-            f"store: {[(a.site, a.state.value, a.reason) for a in last.res.allocations]}"
-        )
+        jobs = [
+            (a.get("DAGNodeName"), a.get("JobStatus"), a.get("PccState"), a.get("PccMessage"))
+            for a in last.ads
+        ]
+        store = [(a.site, a.state.value, a.reason) for a in last.res.allocations]
+        raise SystemExit(f"never saw {label} for {rid}: jobs {jobs}; store {store}")
 
 
 def node(obs: Observation, name: str) -> dict[str, Any] | None:
@@ -104,113 +102,114 @@ def node(obs: Observation, name: str) -> dict[str, Any] | None:
 
 def record(out: Path) -> None:
     os.environ.setdefault("PCC_STATE_DIR", str(Path(__file__).resolve().parents[2] / ".state"))
-    installed = Settings.from_env().embedded_pool()
-    root = Path(tempfile.mkdtemp(prefix="record-", dir=installed.local_dir.parent))
-    os.chmod(root, 0o755)
-    pool = PersonalPool(prefix=installed.prefix, local_dir=root / "pool")
-    pool.start()
-    use_pool(pool.config_file, pool.client_env().get("CONDOR_IDS"))
-    site = None
-    try:
-        keys = root / "keys"
-        make_keypair(keys / "ctl")
-        make_keypair(keys / "user")
-        site = ssh_sites.make_site(root, "a", "127.0.0.6", (22700, 22799), (keys / "ctl.pub").read_text())
-        (keys / "known_hosts").write_text(site.known_hosts_line + "\n")
-        (root / "ctl").mkdir()
-        os.chmod(root / "ctl", 0o755)
-        down = (
-            '[[sites]]\nname = "c"\nhost = "127.0.0.4"\nport = 2222\nuser = "pcc-c"\n'
-            f'key = "{keys / "ctl"}"\nknown_hosts = "{keys / "known_hosts"}"\ncpus = 4\nmemory_gb = 2\n'
-        )
-        controller_env.chown_tree(keys, pool.daemon_user().pw_name)
-        ctl = controller_env.make_controller(
-            root / "ctl", pool, [site], keys / "ctl", keys / "known_hosts", keys / "user", extra_sites=down
-        )
-        controller_env.chown_tree(root / "ctl", pool.daemon_user().pw_name)
-        ctl.store.set_site_images("c", ["tiny"])
-        rec = Recorder(ctl)
-        key = ctl.user_public_key()
-        alice = Actor("alice")
-        now = time.time()
-        run = ctl.service.reserve(
-            alice, "tiny", [SiteRequest("a", 2, 0.5)], int(now + 4), int(now + 35), ssh_key=key
-        )
-        broken = ctl.service.reserve(
-            alice,
-            "tiny",
-            [SiteRequest("a", 1, 0.5), SiteRequest("c", 1, 0.5)],
-            int(now + 4),
-            int(now + 30),
-            ssh_key=key,
-        )
-        later = ctl.service.reserve(
-            alice, "tiny", [SiteRequest("a", 1, 0.5)], int(now + 3000), int(now + 3600), ssh_key=key
-        )
-        rec.take("new reservation, no DAG yet", run.id)
-        ctl.reconcile()
-        rec.take("DAG submitted, boot waiting for its time", later.id)
-        rec.until("boot running", run.id, lambda o: (node(o, "BOOT_a") or {}).get("JobStatus") == 2)
-        rec.until(
-            "boot failed on its last attempt",
-            broken.id,
-            lambda o: bool(
-                [
-                    a
-                    for a in (*o.ads, *o.history, *o.boot_history.values())
-                    if a.get("DAGNodeName") == "BOOT_c" and a.get("PccState") == "failed"
-                ]
-            ),
-        )
-        # Its DAG finishes at its end; not driven meanwhile, the store still has site a live.
-        rec.until("partly failed DAG gone", broken.id, lambda o: bool(o.history) and not o.ads, drive=False)
-        rec.until("watch running", run.id, lambda o: (node(o, "HOLD_a") or {}).get("PccState") == "running")
-        ctl.reconcile()
-        extended = ctl.service.extend(alice, run.id, run.end + 5)
-        rec.take("extended: the HOLD node still has the old end", run.id)
-        assert extended.end == run.end + 5
-        rec.until("FINAL running", run.id, lambda o: node(o, "FINAL") is not None)
-        rec.until("DAG gone with per-site teardown results", run.id, lambda o: bool(o.history) and not o.ads)
-        # A boot job that is held (here by hand: HTCondor puts one on hold the same way when
-        # its deferral window passes) and a cancelled reservation whose DAG is still queued.
-        held_res = ctl.service.reserve(
-            alice,
-            "tiny",
-            [SiteRequest("a", 1, 0.5)],
-            int(time.time() + 2000),
-            int(time.time() + 2400),
-            ssh_key=key,
-        )
-        ctl.reconcile()
-        rec.until("boot queued", held_res.id, lambda o: node(o, "BOOT_a") is not None)
-        boot = node(rec.observe(held_res.id), "BOOT_a")
-        assert boot is not None
-        import htcondor2
-
-        rec.condor.schedd.act(
-            htcondor2.JobAction.Hold, f"{boot['ClusterId']}.{boot['ProcId']}", reason="recorded"
-        )
-        rec.until("boot held", held_res.id, lambda o: (node(o, "BOOT_a") or {}).get("JobStatus") == 5)
-        ctl.service.cancel(alice, later.id)
-        rec.take("cancelled while its DAG is queued", later.id)
-        ctl.service.cancel(alice, held_res.id)
-        for rid in (later.id, held_res.id):
-            ctl.wait(
-                lambda rid=rid: all(
-                    a.state.value in ("cancelled", "failed", "stopped")
-                    for a in ctl.store.reservation(rid).allocations
-                ),
-                120,
-                rid,
+    with scratch_pool("record-") as (root, pool):
+        site = None
+        try:
+            keys = root / "keys"
+            make_keypair(keys / "ctl")
+            make_keypair(keys / "user")
+            site = ssh_sites.make_site(root, "a", "127.0.0.6", (22700, 22799), (keys / "ctl.pub").read_text())
+            (keys / "known_hosts").write_text(site.known_hosts_line + "\n")
+            (root / "ctl").mkdir()
+            os.chmod(root / "ctl", 0o755)
+            down = (
+                '[[sites]]\nname = "c"\nhost = "127.0.0.4"\nport = 2222\nuser = "pcc-c"\n'
+                f'key = "{keys / "ctl"}"\nknown_hosts = "{keys / "known_hosts"}"\ncpus = 4\nmemory_gb = 2\n'
             )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(rec.taken, indent=1, sort_keys=True, default=str) + "\n")
-        print(f"wrote {len(rec.taken)} observations to {out}", file=sys.stderr)
-    finally:
-        if site is not None:
-            ssh_sites.stop_site(site)
-        pool.stop()
-        shutil.rmtree(root, ignore_errors=True)
+            controller_env.chown_tree(keys, pool.daemon_user().pw_name)
+            ctl = controller_env.make_controller(
+                root / "ctl",
+                pool,
+                [site],
+                keys / "ctl",
+                keys / "known_hosts",
+                keys / "user",
+                extra_sites=down,
+            )
+            controller_env.chown_tree(root / "ctl", pool.daemon_user().pw_name)
+            ctl.store.set_site_images("c", ["tiny"])
+            rec = Recorder(ctl)
+            key = ctl.user_public_key()
+            alice = Actor("alice")
+            now = time.time()
+            run = ctl.service.reserve(
+                alice, "tiny", [SiteRequest("a", 2, 0.5)], int(now + 4), int(now + 35), ssh_key=key
+            )
+            broken = ctl.service.reserve(
+                alice,
+                "tiny",
+                [SiteRequest("a", 1, 0.5), SiteRequest("c", 1, 0.5)],
+                int(now + 4),
+                int(now + 30),
+                ssh_key=key,
+            )
+            later = ctl.service.reserve(
+                alice, "tiny", [SiteRequest("a", 1, 0.5)], int(now + 3000), int(now + 3600), ssh_key=key
+            )
+            rec.take("new reservation, no DAG yet", run.id)
+            ctl.reconcile()
+            rec.take("DAG submitted, boot waiting for its time", later.id)
+            rec.until("boot running", run.id, lambda o: (node(o, "BOOT_a") or {}).get("JobStatus") == 2)
+            rec.until(
+                "boot failed on its last attempt",
+                broken.id,
+                lambda o: bool(
+                    [
+                        a
+                        for a in (*o.ads, *o.history, *o.boot_history.values())
+                        if a.get("DAGNodeName") == "BOOT_c" and a.get("PccState") == "failed"
+                    ]
+                ),
+            )
+            # Its DAG finishes at its end; not driven meanwhile, the store still has site a live.
+            rec.until(
+                "partly failed DAG gone", broken.id, lambda o: bool(o.history) and not o.ads, drive=False
+            )
+            rec.until(
+                "watch running", run.id, lambda o: (node(o, "HOLD_a") or {}).get("PccState") == "running"
+            )
+            ctl.reconcile()
+            extended = ctl.service.extend(alice, run.id, run.end + 5)
+            rec.take("extended: the HOLD node still has the old end", run.id)
+            assert extended.end == run.end + 5
+            rec.until("FINAL running", run.id, lambda o: node(o, "FINAL") is not None)
+            rec.until(
+                "DAG gone with per-site teardown results", run.id, lambda o: bool(o.history) and not o.ads
+            )
+            # A boot job that is held (here by hand: HTCondor puts one on hold the same way when
+            # its deferral window passes) and a cancelled reservation whose DAG is still queued.
+            held_res = ctl.service.reserve(
+                alice,
+                "tiny",
+                [SiteRequest("a", 1, 0.5)],
+                int(time.time() + 2000),
+                int(time.time() + 2400),
+                ssh_key=key,
+            )
+            ctl.reconcile()
+            rec.until("boot queued", held_res.id, lambda o: node(o, "BOOT_a") is not None)
+            boot = node(rec.observe(held_res.id), "BOOT_a")
+            assert boot is not None
+            rec.condor.hold(f"{boot['ClusterId']}.{boot['ProcId']}", "recorded")
+            rec.until("boot held", held_res.id, lambda o: (node(o, "BOOT_a") or {}).get("JobStatus") == 5)
+            ctl.service.cancel(alice, later.id)
+            rec.take("cancelled while its DAG is queued", later.id)
+            ctl.service.cancel(alice, held_res.id)
+            for rid in (later.id, held_res.id):
+                ctl.wait(
+                    lambda rid=rid: all(
+                        a.state.value in ("cancelled", "failed", "stopped")
+                        for a in ctl.store.reservation(rid).allocations
+                    ),
+                    120,
+                    rid,
+                )
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(rec.taken, indent=1, sort_keys=True, default=str) + "\n")
+            print(f"wrote {len(rec.taken)} observations to {out}", file=sys.stderr)
+        finally:
+            if site is not None:
+                ssh_sites.stop_site(site)
 
 
 if __name__ == "__main__":

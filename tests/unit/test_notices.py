@@ -52,3 +52,24 @@ def test_ending_soon_is_due_only_within_the_warning_window(tmp_path: Path) -> No
         store.transition(alloc.id, state, "test")
     assert "ending" not in {n.kind for n in due_notices(store, 15, now)}
     assert "ending" in {n.kind for n in due_notices(store, 15, now + 600)}
+
+
+def test_notices_follow_the_events_from_a_cursor_that_a_failure_holds_back(tmp_path: Path) -> None:
+    from pcc.controller.notify import CURSOR, Notifier
+    from pcc.controller.settings import NotifyConfig, Settings
+
+    store = Store(tmp_path / "db")
+    now = int(time.time())
+    res = store.add_reservation(
+        Reservation(
+            "", "alice", "", "tiny", now + 3600, now + 7200, now, allocations=(Allocation("", "a", 1, 1.0),)
+        )
+    )
+    dead = NotifyConfig(webhook="http://127.0.0.1:9/hook", timeout_s=1.0)  # nothing listens there
+    notifier = Notifier(Settings(state_dir=tmp_path, notify=dead), store)
+    assert notifier.send_due() == [] and store.cursor(CURSOR) == 0  # kept for the retry
+    alloc = res.allocations[0]
+    assert alloc.id is not None
+    store.transition(alloc.id, State.CANCELLED, "cancelled")  # no longer live
+    assert [n.kind for n in due_notices(store, 15, now, after_event=store.last_event_id())] == []
+    assert [n.kind for n in due_notices(store, 15, now, after_event=0)] == ["admitted"]
