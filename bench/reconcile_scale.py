@@ -132,7 +132,15 @@ def main() -> int:
             while live and len(reconciler.reconcile_once().submitted):  # submit the live DAGs first
                 pass
             if live:
-                print(f"({live} live DAGs submitted in {time.monotonic() - t0:.1f} s)", flush=True)
+                settle = time.monotonic() + 120  # measure a steady queue: every DAG's boot node waiting
+                while (
+                    time.monotonic() < settle
+                    and len(condor.query('DAGNodeName == "BOOT_far"', ["ClusterId"])) < live
+                ):
+                    time.sleep(1)
+                print(
+                    f"({live} live DAGs submitted and settled in {time.monotonic() - t0:.1f} s)", flush=True
+                )
             added = 0
             for past in PAST:
                 add_past(store, added, past - added)

@@ -352,9 +352,14 @@ class Reconciler:
         by_res = group_ads(ads)
         live = self.store.live_reservations(by_res)
         known = {r.id for r in live}
+        try:  # boot nodes that left the queue, for every reservation in one history query
+            boots = self.boot_history(x for r in live for x in self.boot_lookups(r, by_res.get(r.id, [])))
+        except PccError as exc:
+            log.warning("reconcile: history query failed: %s; next pass retries", exc)
+            boots = None
         for res in live:
             try:
-                obs = self.observe(res, by_res.get(res.id, []))
+                obs = self.observe(res, by_res.get(res.id, []), boots)
                 self.execute(decide(obs), out)
             except Exception as exc:  # one reservation's trouble must not stop the others
                 log.exception("reservation %s: reconcile step failed; next pass retries", res.id)
@@ -368,9 +373,9 @@ class Reconciler:
         log.debug("reconcile: %s", out)
         return out
 
-    def observe(self, res: Reservation, queued: Sequence[Ad]) -> Observation:
-        """The reads :func:`decide` needs for ``res``: its queue ads, and history only where
-        the queue no longer has the answer."""
+    @staticmethod
+    def _own(res: Reservation, queued: Sequence[Ad]) -> tuple[tuple[Ad, ...], list[Ad], int | None]:
+        """The reservation's jobs (never older than it), its DAG's ads, and the DAG's id."""
         ads = tuple(a for a in queued if (a.get("QDate") or 0) >= res.created - QDATE_SLACK_S)
         dag_ads = [a for a in ads if a.get("JobUniverse") == SCHEDULER_UNIVERSE]
         dag = (
@@ -378,6 +383,42 @@ class Reconciler:
             if res.dag_cluster is not None
             else (int(dag_ads[0]["ClusterId"]) if dag_ads else None)
         )
+        return ads, dag_ads, dag
+
+    def boot_lookups(self, res: Reservation, queued: Sequence[Ad]) -> list[tuple[int, str]]:
+        """(DAG, site) of boot nodes that left the queue while their DAG goes on (did they fail?)."""
+        ads, dag_ads, dag = self._own(res, queued)
+        if dag is None or not dag_ads:
+            return []
+        names = {a.get("DAGNodeName") for a in ads}
+        return [
+            (dag, a.site)
+            for a in res.allocations
+            if a.state in (State.SCHEDULED, State.BOOTING)
+            and not names & {f"BOOT_{a.site}", f"HOLD_{a.site}"}
+        ]
+
+    def boot_history(self, lookups: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Ad]:
+        """The newest finished BOOT node of each (DAG, site): one history query for all."""
+        wanted = sorted(set(lookups))
+        if not wanted:
+            return {}
+        constraint = " || ".join(
+            f'(DAGManJobId == {dag} && DAGNodeName == "BOOT_{site}")' for dag, site in wanted
+        )
+        found: dict[tuple[int, str], Ad] = {}
+        for ad in self.condor.history(constraint, PROJECTION):  # most recent first
+            key = (int(ad.get("DAGManJobId") or 0), str(ad.get("DAGNodeName", ""))[len("BOOT_") :])
+            found.setdefault(key, ad)
+        return found
+
+    def observe(
+        self, res: Reservation, queued: Sequence[Ad], boots: Mapping[tuple[int, str], Ad] | None = None
+    ) -> Observation:
+        """The reads :func:`decide` needs for ``res``: its queue ads, and history only where
+        the queue no longer has the answer (``boots``: the boot nodes' history, when the pass
+        has read it for every reservation at once)."""
+        ads, dag_ads, dag = self._own(res, queued)
         found_dag = None
         if dag is None and not res.cancelled:  # submitted before a crash, and already gone?
             found = self.condor.history(
@@ -390,18 +431,10 @@ class Reconciler:
         history: tuple[Ad, ...] = ()
         if dag is not None and not dag_ads and any(a.state not in TERMINAL for a in res.allocations):
             history = tuple(self.condor.history(f"DAGManJobId == {dag}", PROJECTION))
-        boot_history: dict[str, Ad] = {}
-        if dag is not None and dag_ads:
-            for alloc in res.allocations:
-                nodes = {f"BOOT_{alloc.site}", f"HOLD_{alloc.site}"}
-                if alloc.state in (State.SCHEDULED, State.BOOTING) and not any(
-                    a.get("DAGNodeName") in nodes for a in ads
-                ):  # the boot node left the queue while the DAG goes on: did it fail?
-                    found = self.condor.history(
-                        f'DAGManJobId == {dag} && DAGNodeName == "BOOT_{alloc.site}"', PROJECTION, 1
-                    )
-                    if found:
-                        boot_history[alloc.site] = found[0]
+        lookups = self.boot_lookups(res, queued)
+        if boots is None:
+            boots = self.boot_history(lookups)
+        boot_history = {site: boots[(d, site)] for d, site in lookups if (d, site) in boots}
         return Observation(res, ads, history, found_dag, boot_history)
 
     def execute(self, actions: Sequence[Action], out: Outcome) -> None:
