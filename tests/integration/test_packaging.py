@@ -132,3 +132,39 @@ def test_the_site_tool_runs_from_a_site_install_without_the_controllers_dependen
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["ok"] and {i["name"] for i in doc["result"]} == {"tiny", "tiny-legacy"}
+
+
+def test_an_installed_wheels_demo_builds_its_image_in_the_state_directory(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """A wheel carries the sample repository and the image's build, not the built image: the
+    demo copies the repository into the state directory and builds the image there once."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "cache").symlink_to(REPO / ".state" / "cache")  # the packages `make image` fetched
+    code = (
+        "import pathlib, sys; from pcc.dev import demo;"
+        f"assert demo.REPOSITORY.is_relative_to(pathlib.Path(r'{target}'));"
+        "print(demo.demo_repository(pathlib.Path(sys.argv[1])))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(state)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    repository = Path(out.stdout.strip())
+    assert repository == state / "demo" / "repository"
+    assert (repository / "vcdb.txt").exists() and (repository / "tiny-legacy" / "vc-in.xml").exists()
+    assert (repository / "tiny" / "initrd.img").stat().st_size > 1_000_000
