@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import enum
 
+# What `pcc-job boot` exits with when the site refused the boot for good (unknown image, no
+# capacity, bad key, ...): the DAG says `RETRY BOOT_<site> N UNLESS-EXIT 42`, so it is not retried.
+BOOT_PERMANENT_EXIT = 42
+
 
 class PccState(enum.StrEnum):
     SCHEDULED = "scheduled"  # a boot job waiting for its time

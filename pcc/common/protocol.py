@@ -11,6 +11,7 @@ parses, validating as it goes: a site is input like any other). Pure: no I/O her
 from __future__ import annotations
 
 import enum
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pcc.common import errors
 from pcc.common.jobstate import PccState
 
 PROTOCOL_VERSION = 1
+MAX_DOCUMENT_BYTES = 16 << 20  # a listing of thousands of clusters fits many times over
 
 
 class ProtocolError(errors.TemporaryError):
@@ -64,6 +66,24 @@ def _get(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: 
 
 def _opt(doc: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
     return None if doc.get(key) is None else _get(doc, key, kind, what)
+
+
+def _address(doc: Mapping[str, Any], key: str) -> str | None:
+    """An IP address or None: these end up in login commands users copy, so nothing else."""
+    value = _opt(doc, key, str, "node")
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ProtocolError(f"node: {key} is not an IP address: {value[:60]!r}") from None
+
+
+def _port(doc: Mapping[str, Any]) -> int | None:
+    value = _opt(doc, "ssh_port", int, "node")
+    if value is not None and not 0 < value < 65536:
+        raise ProtocolError(f"node: ssh_port out of range: {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -111,9 +131,9 @@ class NodeInfo:
             state=NodeState.parse(doc.get("state")),
             vcpus=int(_get(doc, "vcpus", int, what)),
             memory_mib=int(_get(doc, "memory_mib", int, what)),
-            private_ip=_opt(doc, "private_ip", str, what),
-            public_ip=_opt(doc, "public_ip", str, what),
-            ssh_port=_opt(doc, "ssh_port", int, what),
+            private_ip=_address(doc, "private_ip"),
+            public_ip=_address(doc, "public_ip"),
+            ssh_port=_port(doc),
         )
 
 
@@ -384,10 +404,16 @@ class Envelope:
 
 def parse_envelope(text: str) -> Envelope:
     """The one JSON document a `pragma --json` run printed (logs go to stderr)."""
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise ProtocolError(f"the site tool printed more than {MAX_DOCUMENT_BYTES} bytes")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"the site tool printed no JSON ({exc.msg})") from None
+    except (ValueError, RecursionError, TypeError) as exc:  # huge numbers, deep nesting
+        raise ProtocolError(
+            f"the site tool printed JSON that cannot be read ({type(exc).__name__})"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("ok"), bool):
         raise ProtocolError("the site tool printed JSON that is not a protocol document")
     command = str(doc.get("command") or "")

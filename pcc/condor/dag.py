@@ -23,14 +23,13 @@ from htcondor2 import dags
 from htcondor2.dags.writer import DAGWriter
 
 from pcc.common.errors import ConfigError
-from pcc.common.jobstate import PccState
+from pcc.common.jobstate import BOOT_PERMANENT_EXIT, PccState
 from pcc.common.templates import render
 from pcc.common.timefmt import iso
 from pcc.condor.adapter import CondorAdapter
 from pcc.controller.admission import FRONTEND_CPUS
 from pcc.controller.model import Reservation
 from pcc.controller.settings import Settings
-from pcc.jobs.main import ExitStatus
 
 TEMPLATES = "pcc.submit_templates"
 DAG_FILE = "reservation.dag"
@@ -43,7 +42,7 @@ INITIAL_STATES: Mapping[str, PccState] = {
     "teardown.sub": PccState.STOPPING,
 }
 # A BOOT node exiting with this status is not retried: the site refused the boot for good.
-BOOT_UNLESS_EXIT = int(ExitStatus.PERMANENT)
+BOOT_UNLESS_EXIT = BOOT_PERMANENT_EXIT
 # A watch job that dies (a site error, a pool restart) comes back; the cluster stays up.
 HOLD_RETRIES = 5
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
@@ -78,7 +77,7 @@ def default_pcc_job() -> Path:
 # -- describe ----------------------------------------------------------------------------------
 def describe_dag(res: Reservation, settings: Settings, directory: Path) -> dags.DAG:
     """The DAG of ``res`` whose files live in ``directory``: per allocation ``BOOT_<site>``
-    (retried ``boot_retries`` times unless it exits :attr:`ExitStatus.PERMANENT`) as the
+    (retried ``boot_retries`` times unless it exits :data:`~pcc.common.jobstate.BOOT_PERMANENT_EXIT`) as the
     parent of ``HOLD_<site>``; the ``FINAL`` node tears every site down, whether the DAG
     succeeds, fails or is removed."""
     dag = dags.DAG()

@@ -55,8 +55,9 @@ def probe_one(site: SiteEntry, timeout: float) -> Probe:
     try:
         report = SiteClient(site, timeout=timeout).check()
         return classify(site.name, report, "", time.monotonic() - t0, time.time())
-    except PccError as exc:
-        return classify(site.name, None, str(exc), time.monotonic() - t0, time.time())
+    except Exception as exc:  # whatever a site answers, it is that site's verdict alone
+        text = str(exc) if isinstance(exc, PccError) else f"site {site.name}: {type(exc).__name__}: {exc}"
+        return classify(site.name, None, text, time.monotonic() - t0, time.time())
 
 
 def probe_sites(sites: Sequence[SiteEntry], timeout: float, max_workers: int = 64) -> list[Probe]:

@@ -218,26 +218,27 @@ def decide(obs: Observation) -> list[Action]:
 
 def _allocation(obs: Observation, alloc: Allocation, walk: _Walk, finished: bool) -> None:
     assert alloc.id is not None
-    if alloc.state in TERMINAL:
-        return
     site = alloc.site
     boot, hold = obs.node(f"BOOT_{site}"), obs.node(f"HOLD_{site}")
+    held = next((a for a in boot if a.get("JobStatus") == JobStatus.HELD), None)
+    if held is not None:
+        # A held node would stall its DAG for good: remove it first (DAGMan then counts the
+        # node as failed; a retry that is held again is removed again, until the retries are
+        # spent, the other sites go on and FINAL tears down), then mark the allocation failed.
+        # If the removal fails, neither happens and the next pass retries.
+        walk.actions.append(
+            RemoveJob(obs.res.id, f"{held['ClusterId']}.{held['ProcId']}", "boot could not start in time")
+        )
+        walk.fail(alloc, f"boot job held: {held.get('HoldReason', '')}")
+        return
+    if alloc.state in TERMINAL:
+        return
     history = [a for a in obs.history if a.get("DAGNodeName") == f"BOOT_{site}"]
     if site in obs.boot_history:
         history.append(obs.boot_history[site])
     failed = next((a for a in boot + history[:1] if a.get("PccState") == PccState.FAILED), None)
     if failed is not None:
         walk.fail(alloc, str(failed.get("PccMessage") or "boot failed"))
-        return
-    held = next((a for a in boot if a.get("JobStatus") == JobStatus.HELD), None)
-    if held is not None:
-        # A held node would stall its DAG for good: remove it first (DAGMan then counts the
-        # node as failed, the other sites go on, and FINAL tears down in the end), then mark
-        # the allocation failed. If the removal fails, neither happens and the next pass retries.
-        walk.actions.append(
-            RemoveJob(obs.res.id, f"{held['ClusterId']}.{held['ProcId']}", "boot could not start in time")
-        )
-        walk.fail(alloc, f"boot job held: {held.get('HoldReason', '')}")
         return
     if hold:
         ad = hold[0]
@@ -454,6 +455,8 @@ class Reconciler:
                     log.info("reservation %s: adopted DAG %d", rid, cluster)
                 case SubmitDag(rid):
                     res = self.store.reservation(rid)
+                    if res.dag_cluster is not None or res.cancelled:  # another pass got here first
+                        return
                     dag = submit_reservation(self.condor, res, self.settings, self.env, self.dag_owner)
                     self.store.set_dag(rid, dag)
                     out.submitted.append(rid)

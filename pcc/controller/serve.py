@@ -132,6 +132,7 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
             id="reconcile",
             max_instances=1,
             coalesce=True,
+            next_run_time=datetime.now(UTC),  # the first pass too: never two passes at once
         )
         # Each companion job has its own store connection and bounded, timed-out I/O, so a
         # hung site delays neither the other sites nor a reconcile pass.
@@ -167,7 +168,6 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
             serve_metrics(settings.metrics_port)
             log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
         scheduler.start()
-        run_pass(reconciler)
         log.info(
             "pcc serve running; reconcile every %.0f s; %d sites; Ctrl-C stops",
             settings.poll_seconds,

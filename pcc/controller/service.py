@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -178,7 +179,7 @@ class Service:
         key = normalize_public_key(key, "--key")
         for req in sites:
             site = self._site(req.site, UserInputError)
-            if req.cpus <= 0 or req.memory_gb <= 0:
+            if req.cpus <= 0 or not math.isfinite(req.memory_gb) or req.memory_gb <= 0:
                 raise UserInputError(
                     f"site {site.name}: CPUs and memory must be > 0 "
                     f"(got {req.cpus} CPUs, {req.memory_gb:g} GB)"
@@ -222,12 +223,13 @@ class Service:
 
     def extend(self, actor: Actor, rid: str, until: int) -> Reservation:
         """Move the end later; the calendar is checked again (a Conflict says what collides)."""
-        res = self.reservation(actor, rid)
-        if res.cancelled or all(a.state in TERMINAL for a in res.allocations):
-            raise Conflict(f"reservation {rid} is {res.state}; it cannot be extended")
-        if until <= res.end:
-            raise UserInputError("an extension must move the end later")
-        with self.store.immediate():
+        self.reservation(actor, rid)
+        with self.store.immediate():  # read, check and write as one step
+            res = self.store.reservation(rid)
+            if res.cancelled or all(a.state in TERMINAL for a in res.allocations):
+                raise Conflict(f"reservation {rid} is {res.state}; it cannot be extended")
+            if until <= res.end:
+                raise UserInputError("an extension must move the end later")
             for alloc in res.allocations:
                 self._admit(alloc.site, Booking(res.begin, until, alloc.cpus, alloc.memory_gb), exclude=rid)
             self.store.set_end(rid, until)

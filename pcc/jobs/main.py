@@ -37,7 +37,7 @@ from pcc.common.errors import (
     UnsupportedError,
     UserInputError,
 )
-from pcc.common.jobstate import PccState
+from pcc.common.jobstate import BOOT_PERMANENT_EXIT, PccState
 from pcc.common.protocol import ClusterStatus
 from pcc.controller.settings import Settings
 from pcc.controller.siteclient import SiteClient
@@ -69,7 +69,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # a bad command line or local configuration (from :func:`exit_status`)
     # A boot the site refused for good (PERMANENT_BOOT_ERRORS): DAGMan does not retry it.
     # 42 is far from the small codes Python, shells and HTCondor's own tools use.
-    PERMANENT = 42
+    PERMANENT = BOOT_PERMANENT_EXIT
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             status = client.cluster(args.reservation)
             state, message = status.verdict()
             update: dict[str, Any] = {"PccState": state, "PccMessage": message, **_status_attrs(status)}
-        except PccError as exc:
+        except Exception as exc:  # a site's trouble is reported, never the end of the watch
             update = {"PccMessage": f"site unreachable: {exc}"[:500]}
         if update != last:
             try:
@@ -274,9 +274,9 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     failures: list[str] = []
     done: list[str] = []
     for name in filter(None, args.sites.split(",")):
-        client = _client(settings, name)
         for attempt in range(3):
-            try:
+            try:  # (a site gone from the configuration fails alone; the others are torn down)
+                client = _client(settings, name)
                 client.shutdown(args.reservation)
                 client.clean(args.reservation)
                 log.info("reservation %s site %s: torn down", args.reservation, name)

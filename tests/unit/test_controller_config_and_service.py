@@ -234,3 +234,16 @@ def test_a_site_that_never_reported_its_images_is_named(tmp_path: Path) -> None:
             Actor("alice"), "tiny", [SiteRequest("ucsd", 1, 1)], int(now + 60), int(now + 90), ssh_key=KEY
         )
     assert [(c.site, c.images) for c in service.images(Actor("alice"))] == [("ucsd", None)]
+
+
+def test_a_memory_request_that_is_not_a_number_is_refused(service: Service) -> None:
+    now = time.time()
+    with pytest.raises(UserInputError, match="CPUs and memory must be > 0"):
+        service.reserve(
+            Actor("alice"),
+            "tiny",
+            [SiteRequest.parse("ucsd:2:nan")],
+            int(now + 60),
+            int(now + 90),
+            ssh_key=KEY,
+        )

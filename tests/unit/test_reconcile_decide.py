@@ -4,6 +4,7 @@ and the executor's order: a step that fails stops the steps after it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -131,6 +132,14 @@ def test_a_held_boot_job_is_removed_before_its_allocation_is_failed() -> None:
     assert RemoveJob in kinds and Fail in kinds and kinds.index(RemoveJob) < kinds.index(Fail)
     fail = next(a for a in actions if isinstance(a, Fail))
     assert fail.reason.startswith("boot job held:")
+
+
+def test_a_held_retry_of_a_boot_already_failed_is_removed_too() -> None:
+    """DAGMan retries a removed boot node; a retry held again must not stall the DAG."""
+    obs = observed("boot held")
+    failed = tuple(dataclasses.replace(a, state=State.FAILED) for a in obs.res.allocations)
+    actions = decide(Observation(dataclasses.replace(obs.res, allocations=failed), obs.ads))
+    assert [type(a) for a in actions] == [RemoveJob]
 
 
 def test_a_cancelled_reservation_has_its_dag_removed() -> None:
