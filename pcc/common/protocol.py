@@ -115,9 +115,6 @@ class NodeInfo:
             "ssh_port": self.ssh_port,
         }
 
-    # the drivers' historical name for the same document
-    as_dict = to_doc
-
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> NodeInfo:
         what = "node"
