@@ -124,12 +124,8 @@ def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
                 f"  site {a.site}: {a.state.value}, {a.cpus} CPUs, {a.memory_gb:g} GB, nodes up "
                 f"{a.nodes_up}/{a.nodes_total}" + (f" - {a.reason}" if a.reason else "")
             )
-            if a.state is State.RUNNING and a.public_ip:
-                host, _, port = a.public_ip.partition(":")
-                lines.append(
-                    f"    log in: ssh {'-p ' + port + ' ' if port else ''}root@{host}"
-                    f"   (frontend {a.frontend})"
-                )
+            if a.state is State.RUNNING and a.login_command:
+                lines.append(f"    log in: {a.login_command}   (frontend {a.frontend})")
         lines.append("  events:")
         lines += [
             f"    {human(e.time)} {e.site}: {e.from_state or '-'} -> {e.to_state}  ({e.why})" for e in events

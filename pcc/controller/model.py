@@ -74,6 +74,12 @@ class Allocation:
     nodes_total: int = 0
     id: int | None = None
 
+    @property
+    def login_command(self) -> str:
+        """``ssh [-p PORT] root@HOST`` for the frontend ("" before it has an address)."""
+        host, _, port = self.public_ip.partition(":")
+        return f"ssh {'-p ' + port + ' ' if port else ''}root@{host}" if host else ""
+
 
 @dataclass(frozen=True)
 class Reservation:

@@ -57,8 +57,7 @@ def due_notices(
         )
         for a in res.allocations:
             if a.state is State.RUNNING:
-                host, _, port = a.public_ip.partition(":")
-                login = f"ssh {'-p ' + port + ' ' if port else ''}root@{host}" if host else "see `pcc show`"
+                login = a.login_command or "see `pcc show`"
                 out.append(
                     Notice(
                         res.id,

@@ -241,7 +241,8 @@ def store_file(conn: sqlite3.Connection) -> str:
 
 
 @contextlib.contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One ``BEGIN IMMEDIATE`` transaction on ``conn``: committed, or rolled back on any error."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -278,7 +279,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
             )
         if current == latest:
             return current
-        with _immediate(conn):
+        with immediate(conn):
             if user_version(conn) != current:  # another process migrated it meanwhile
                 continue
             step = migrations[current]

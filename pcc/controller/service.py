@@ -20,7 +20,7 @@ from pcc.common.keys import normalize_public_key
 from pcc.common.names import IMAGE_NAME
 from pcc.controller.admission import Booking, admit
 from pcc.controller.model import TERMINAL, Allocation, Event, IllegalTransition, Reservation, State, User
-from pcc.controller.settings import Settings, SiteEntry
+from pcc.controller.settings import Settings
 from pcc.controller.store import SiteRecord, Store
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class Service:
         return self.store.site_records(self.settings.sites)
 
     def site(self, actor: Actor, name: str) -> SiteRecord:
-        site = self._site(name, NotFound)
+        site = self.settings.site(name, NotFound)
         return self.store.site_records([site])[0]
 
     def images(self, actor: Actor) -> list[SiteImages]:
@@ -178,7 +178,7 @@ class Service:
             raise UserInputError(f"no SSH key for {owner}: pass --key FILE or add one with `pcc users add`")
         key = normalize_public_key(key, "--key")
         for req in sites:
-            site = self._site(req.site, UserInputError)
+            site = self.settings.site(req.site)
             if req.cpus <= 0 or not math.isfinite(req.memory_gb) or req.memory_gb <= 0:
                 raise UserInputError(
                     f"site {site.name}: CPUs and memory must be > 0 "
@@ -237,16 +237,9 @@ class Service:
         return self.store.reservation(rid)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _site(self, name: str, error: type[UserInputError]) -> SiteEntry:
-        for site in self.settings.sites:
-            if site.name == name:
-                return site
-        known = ", ".join(s.name for s in self.settings.sites) or "none configured"
-        raise error(f"unknown site {name!r} (sites: {known})")
-
     def _admit(self, site_name: str, new: Booking, exclude: str | None = None) -> None:
         """Raise a Conflict (a CapacityError) naming the site, the interval and the shortfall."""
-        site = self._site(site_name, UserInputError)
+        site = self.settings.site(site_name)
         existing = [
             Booking(r.begin, r.end, a.cpus, a.memory_gb)
             for a, r in self.store.bookings_at(site.name, exclude)

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pcc.common.errors import ConfigError
+from pcc.common.errors import ConfigError, UserInputError
 from pcc.common.names import CLUSTER_NAME
 from pcc.common.tomlcfg import TomlReader, read_toml
 from pcc.condor.pool import PersonalPool
@@ -214,14 +214,13 @@ class Settings:
     def dag_dir(self) -> Path:
         return self.state_dir / "dags"
 
-    def site(self, name: str) -> SiteEntry:
+    def site(self, name: str, error: type[UserInputError] = UserInputError) -> SiteEntry:
+        """The configured site ``name``; else ``error`` naming the sites there are."""
         for site in self.sites:
             if site.name == name:
                 return site
         known = ", ".join(s.name for s in self.sites) or "none configured"
-        from pcc.common.errors import UserInputError
-
-        raise UserInputError(f"unknown site {name!r} (sites: {known})")
+        raise error(f"unknown site {name!r} (sites: {known})")
 
 
 def _site(reader: TomlReader) -> SiteEntry:

@@ -56,17 +56,11 @@ class Store:
     def immediate(self) -> Iterator[None]:
         """One ``BEGIN IMMEDIATE`` transaction (the write lock taken at once, so a check and
         the write it allows are atomic across processes); nested uses join the outer one."""
-        conn = self.db.conn
-        if conn.in_transaction:
+        if self.db.conn.in_transaction:
             yield
             return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with schema.immediate(self.db.conn):
             yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _schema(self) -> None:
         """Bring the file to the latest schema version (see :mod:`pcc.controller.schema`)."""
