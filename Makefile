@@ -11,10 +11,12 @@ export PCC_STATE_DIR := $(STATE)
 
 # Debian 12 packages PCC needs on the host (HTCondor itself comes from condor_config/):
 # the controller, then the site tool with its libvirt driver (QEMU, libvirt, the tools that
-# stage disks and seeds, validate XML and check cloud-config), and the test image's build.
+# stage disks and seeds, validate XML and check cloud-config), the test image's build, and
+# Debian's Chromium for the web page's browser tests (Playwright drives it; it downloads none).
 APT_PACKAGES := patchelf util-linux debian-archive-keyring ca-certificates python3 python3-venv python3-dev \
   gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
-  qemu-utils genisoimage libxml2-utils cloud-init openssh-client openssh-server cpio tini prometheus
+  qemu-utils genisoimage libxml2-utils cloud-init openssh-client openssh-server cpio tini prometheus \
+  chromium fonts-dejavu-core
 
 CONSTRAINTS := $(STATE)/constraints.txt
 VENV_STAMP := $(VENV)/.pcc-installed

@@ -167,8 +167,8 @@ def cmd_sites(args: argparse.Namespace, out: TextIO) -> int:
         rows,
         lambda: (
             "\n".join(
-                f"{r['name']:<12} {r['user']}@{r['host']}:{r['port']:<6} {r['cpus']:>3} CPUs "
-                f"{r['memory_gb']:>6g} GB  {r['health']:<9} {r['deployment_type']}"
+                f"{r['name']:<12} {r['host']:<16} {r['capacity']['cpus']:>3} CPUs "
+                f"{r['capacity']['memory_gb']:>6g} GB  {r['health']:<9} {r['deployment_type']}"
                 + (f"  ({r['reason']})" if r["reason"] else "")
                 for r in rows
             )

@@ -27,6 +27,11 @@ class Forbidden(UserInputError):
     admin-only command)."""
 
 
+class Unauthenticated(UserInputError):
+    """No credentials, or credentials that are wrong, expired or revoked (HTTP 401). The
+    message never says which, so that it tells a guesser nothing."""
+
+
 class Conflict(PccError):
     """The request is valid but collides with the state of things: a reservation that does
     not fit the calendar, an extension into someone else's booking, a cancel of something

@@ -56,6 +56,11 @@ class User:
     name: str
     email: str = ""
     ssh_key: str = ""
+    admin: bool = False
+
+    @property
+    def role(self) -> str:
+        return "admin" if self.admin else "user"
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,9 @@ def run_probes(settings: Settings, store: Store, condor: CondorAdapter | None) -
     ads = []
     for p in found:
         try:
-            before = store.record_health(p.site, p.health, p.reason, p.time, p.seconds)
+            before = store.record_health(
+                p.site, p.health, p.reason, p.time, p.seconds, p.report.pragma_version if p.report else ""
+            )
             if p.images is not None:
                 store.set_site_images(p.site, p.images)
         except Exception as exc:  # a busy store must not stop the other sites' records

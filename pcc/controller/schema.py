@@ -224,6 +224,34 @@ MIGRATIONS: tuple[Migration, ...] = (
             'CREATE TABLE "cursors" (\n   "name" TEXT PRIMARY KEY,\n   "value" INTEGER NOT NULL\n)',
         ),
     ),
+    Migration(
+        3,
+        "accounts: users' role and password hash; API tokens and web sessions (hashes only); "
+        "what a site's probe reported; reservations indexed by owner",
+        sql(
+            'ALTER TABLE "users" ADD COLUMN "admin" INTEGER NOT NULL DEFAULT 0',
+            'ALTER TABLE "users" ADD COLUMN "password_hash" TEXT NOT NULL DEFAULT \'\'',
+            'CREATE TABLE "tokens" (\n'
+            '   "id" INTEGER PRIMARY KEY,\n'
+            '   "user" TEXT NOT NULL REFERENCES "users"("name"),\n'
+            '   "digest" TEXT NOT NULL UNIQUE,\n'
+            "   \"label\" TEXT NOT NULL DEFAULT '',\n"
+            '   "created" REAL NOT NULL,\n'
+            '   "expires" REAL,\n'
+            '   "last_used" REAL,\n'
+            '   "revoked" REAL\n'
+            ")",
+            'CREATE INDEX "idx_tokens_user" ON "tokens" ("user")',
+            'CREATE TABLE "sessions" (\n'
+            '   "digest" TEXT PRIMARY KEY,\n'
+            '   "user" TEXT NOT NULL REFERENCES "users"("name"),\n'
+            '   "created" REAL NOT NULL,\n'
+            '   "expires" REAL NOT NULL\n'
+            ")",
+            'ALTER TABLE "site_health" ADD COLUMN "pragma_version" TEXT NOT NULL DEFAULT \'\'',
+            'CREATE INDEX "idx_reservations_owner" ON "reservations" ("owner")',
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

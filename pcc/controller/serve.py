@@ -106,7 +106,9 @@ def _guarded(name: str, job: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
-def serve(settings: Settings, stop: threading.Event | None = None) -> int:
+def serve(
+    settings: Settings, stop: threading.Event | None = None, on_api: Callable[[str], None] | None = None
+) -> int:
     """Run until SIGINT/SIGTERM (or ``stop`` is set); stops the embedded pool if it started it."""
     stop = stop or threading.Event()
     pool, started_pool, owner = connect(settings)
@@ -120,6 +122,7 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
         signal.signal(signal.SIGTERM, _on_signal)
 
     scheduler = BackgroundScheduler()
+    api = None
     try:
         store = Store(settings.database)
         store.sync_sites(settings.sites)
@@ -167,6 +170,14 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
 
             serve_metrics(settings.metrics_port)
             log.info("metrics on http://127.0.0.1:%d/metrics", settings.metrics_port)
+        if settings.api.enabled:
+            from pcc.api.server import ApiServer
+
+            api = ApiServer(settings)
+            url = api.start()
+            log.info("web page on %s/ and REST API on %s/api/v1 (docs: %s/api/docs)", url, url, url)
+            if on_api:
+                on_api(url)
         scheduler.start()
         log.info(
             "pcc serve running; reconcile every %.0f s; %d sites; Ctrl-C stops",
@@ -175,6 +186,8 @@ def serve(settings: Settings, stop: threading.Event | None = None) -> int:
         )
         stop.wait()
     finally:
+        if api is not None:
+            api.stop()
         if scheduler.running:
             scheduler.shutdown(wait=True)
         if pool is not None and started_pool:

@@ -8,6 +8,7 @@ site health it reads."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import re
@@ -15,17 +16,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pcc.common.errors import Conflict, Forbidden, NotFound, UserInputError
+from pcc.common.errors import CapacityError, Conflict, Forbidden, NotFound, Unauthenticated, UserInputError
 from pcc.common.keys import normalize_public_key
 from pcc.common.names import IMAGE_NAME
+from pcc.common.timefmt import iso
+from pcc.controller import accounts
+from pcc.controller.accounts import TokenInfo
 from pcc.controller.admission import Booking, admit
 from pcc.controller.model import TERMINAL, Allocation, Event, IllegalTransition, Reservation, State, User
 from pcc.controller.settings import Settings
+from pcc.controller.slots import SiteDemand, Step, Window, earliest_windows, free_steps
 from pcc.controller.store import SiteRecord, Store
 
 log = logging.getLogger(__name__)
 
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
+MAX_SPAN_S = 366 * 86_400  # the longest window a calendar question may cover
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\Z")
 
 
@@ -73,23 +79,26 @@ class SiteImages:
 
 
 class Service:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, sync_sites: bool = True) -> None:
         self.settings = settings
         self.store = store
-        store.sync_sites(settings.sites)
+        if sync_sites:  # (the API's per-thread services share the one `pcc serve` synced)
+            store.sync_sites(settings.sites)
 
-    # -- users ---------------------------------------------------------------------------------
-    def add_user(self, actor: Actor, name: str, email: str = "", ssh_key: str = "") -> User:
+    # -- users -------------------------------------------------------------------------------
+    def add_user(
+        self, actor: Actor, name: str, email: str = "", ssh_key: str = "", admin: bool = False
+    ) -> User:
         self._admin_only(actor, "add users")
         if not USER_NAME.match(name):
-            raise UserInputError(f"invalid user name {name!r}")
-        if email and not EMAIL.match(email):
-            raise UserInputError(f"invalid email address {email!r}")
-        user = User(name, email, normalize_public_key(ssh_key, f"key of {name}") if ssh_key else "")
+            raise UserInputError(
+                f"invalid user name {name!r} (lower-case letters, digits, '_' and '-'; at most 32)"
+            )
+        user = User(name, self._email(email), self._key(ssh_key, name), admin)
         if self.store.user(name) is not None:
             raise Conflict(f"user {name!r} already exists")
         self.store.add_user(user)
-        log.info("user %s added by %s", name, actor.name)
+        log.info("user %s added by %s%s", name, actor.name, " (admin)" if admin else "")
         return user
 
     def users(self, actor: Actor) -> list[User]:
@@ -103,6 +112,137 @@ class Service:
         if found is None:
             raise NotFound(f"no user {name!r}")
         return found
+
+    def update_user(
+        self,
+        actor: Actor,
+        name: str,
+        *,
+        email: str | None = None,
+        ssh_key: str | None = None,
+        admin: bool | None = None,
+        password: str | None = None,
+    ) -> User:
+        """Change a user's email, key or password (the user or an admin) or role (an admin,
+        never their own: an admin cannot lock the last door behind them by mistake)."""
+        current = self.user(actor, name)
+        fields: dict[str, object] = {}
+        if email is not None:
+            fields["email"] = self._email(email)
+        if ssh_key is not None:
+            fields["ssh_key"] = self._key(ssh_key, name)
+        if admin is not None and admin != current.admin:
+            self._admin_only(actor, "change roles")
+            if name == actor.name:
+                raise Forbidden("an admin cannot change their own role; ask another admin")
+            fields["admin"] = admin
+        if password is not None:
+            fields["password_hash"] = accounts.hash_password(password)
+        self.store.update_user(name, **fields)
+        if "password_hash" in fields or fields.get("admin") is False:
+            self.store.delete_sessions_of(name)  # a new password (or role) logs out old sessions
+        if fields:
+            log.info("user %s: %s changed by %s", name, ", ".join(sorted(fields)), actor.name)
+        return self.user(actor, name)
+
+    def set_password(self, actor: Actor, name: str, password: str) -> User:
+        return self.update_user(actor, name, password=password)
+
+    # -- credentials: web sessions and API tokens -------------------------------------------
+    def login(self, name: str, password: str, now: float | None = None) -> tuple[str, User]:
+        """Check a password; return a new web session's secret id (shown once) and the user.
+        A wrong name and a wrong password are the same :class:`Unauthenticated`."""
+        now = time.time() if now is None else now
+        stored = self.store.password_hash(name) if USER_NAME.match(name) else None
+        if not accounts.verify_password(stored or "", password) or stored is None:
+            log.info("web login refused for %r", name[:40])
+            raise Unauthenticated("wrong user name or password")
+        user = self.store.user(name)
+        assert user is not None
+        secret = accounts.new_session_id()
+        self.store.add_session(accounts.digest(secret), name, now, now + self.settings.api.session_s)
+        log.info("user %s logged in to the web page", name)
+        return secret, user
+
+    def session(self, secret: str, now: float | None = None) -> Actor:
+        """The actor of a web session (Unauthenticated when unknown or expired)."""
+        now = time.time() if now is None else now
+        name = self.store.session_user(accounts.digest(secret), now) if secret else None
+        return self._actor_of(name, "your session has ended; log in again")
+
+    def logout(self, secret: str) -> None:
+        if secret:
+            self.store.delete_session(accounts.digest(secret))
+
+    def create_token(
+        self,
+        actor: Actor,
+        user: str | None = None,
+        expires_in: float | None = None,
+        label: str = "",
+        now: float | None = None,
+    ) -> tuple[str, TokenInfo]:
+        """A new API token for ``user`` (default: the actor; someone else's needs an admin).
+        Returns the token, which is never shown again, and what may be shown of it."""
+        now = time.time() if now is None else now
+        owner = user or actor.name
+        if owner != actor.name:
+            self._admin_only(actor, "create tokens for others")
+        self.user(actor, owner)
+        if expires_in is not None and (not math.isfinite(expires_in) or expires_in <= 0):
+            raise UserInputError("a token's lifetime must be > 0")
+        if len(label) > 100 or any(ord(c) < 32 for c in label):
+            raise UserInputError("a token's label is at most 100 printable characters")
+        token = accounts.new_token()
+        expires = now + expires_in if expires_in is not None else None
+        tid = self.store.add_token(owner, accounts.digest(token), label, now, expires)
+        log.info("token %d created for %s by %s", tid, owner, actor.name)
+        info = self.store.token(tid)
+        assert info is not None
+        return token, info
+
+    def tokens(self, actor: Actor, user: str | None = None) -> list[TokenInfo]:
+        """A user's own tokens; an admin's view is everyone's (or ``user``'s)."""
+        if user and user != actor.name:
+            self._admin_only(actor, "list others' tokens")
+        return self.store.tokens(user or (None if actor.admin else actor.name))
+
+    def revoke_token(self, actor: Actor, token_id: int) -> TokenInfo:
+        found = self.store.token(token_id)
+        if found is None or not (actor.admin or found.user == actor.name):
+            raise NotFound(f"no token {token_id}")
+        if found.revoked is None:
+            self.store.revoke_token(token_id, time.time())
+            log.info("token %d of %s revoked by %s", token_id, found.user, actor.name)
+        revoked = self.store.token(token_id)
+        assert revoked is not None
+        return revoked
+
+    def authenticate(self, token: str, now: float | None = None) -> Actor:
+        """The actor an API token stands for; unknown, expired or revoked: Unauthenticated."""
+        now = time.time() if now is None else now
+        info = self.store.token_by_digest(accounts.digest(token)) if token else None
+        if info is None or not info.valid_at(now):
+            raise Unauthenticated("missing, unknown, expired or revoked token")
+        if info.last_used is None or now - info.last_used > 60:  # one write a minute at most
+            self.store.touch_token(info.id, now)
+        return self._actor_of(info.user, "missing, unknown, expired or revoked token")
+
+    def _actor_of(self, name: str | None, message: str) -> Actor:
+        user = self.store.user(name) if name else None
+        if user is None:
+            raise Unauthenticated(message)
+        return Actor(user.name, user.admin)
+
+    @staticmethod
+    def _email(email: str) -> str:
+        if email and not EMAIL.match(email):
+            raise UserInputError(f"invalid email address {email!r}")
+        return email
+
+    @staticmethod
+    def _key(ssh_key: str, name: str) -> str:
+        return normalize_public_key(ssh_key, f"key of {name}") if ssh_key else ""
 
     # -- reads ---------------------------------------------------------------------------------
     def reservations(self, actor: Actor, state: State | None = None, mine: bool = False) -> list[Reservation]:
@@ -121,13 +261,28 @@ class Service:
     def events(self, actor: Actor, rid: str) -> list[Event]:
         return self.store.events(self.reservation(actor, rid).id)
 
-    def sites(self, actor: Actor) -> list[SiteRecord]:
-        """Every configured site with its last probe's health (any user may see sites)."""
-        return self.store.site_records(self.settings.sites)
+    def sites(self, actor: Actor, now: float | None = None) -> list[SiteRecord]:
+        """Every configured site with its last probe's health and what reservations hold of
+        it now (any user may see sites)."""
+        return [self._usage(r, now) for r in self.store.site_records(self.settings.sites)]
 
-    def site(self, actor: Actor, name: str) -> SiteRecord:
+    def site(self, actor: Actor, name: str, now: float | None = None) -> SiteRecord:
         site = self.settings.site(name, NotFound)
-        return self.store.site_records([site])[0]
+        return self._usage(self.store.site_records([site])[0], now)
+
+    def site_history(self, actor: Actor, name: str, limit: int = 50) -> list[Event]:
+        """A site's health changes, newest first."""
+        self.settings.site(name, NotFound)
+        return self.store.site_events(name, limit)
+
+    def _usage(self, record: SiteRecord, now: float | None) -> SiteRecord:
+        at = time.time() if now is None else now
+        held = [a for a, r in self.store.bookings_at(record.entry.name) if r.begin <= at < r.end]
+        return dataclasses.replace(
+            record,
+            reserved_cpus=sum(a.cpus for a in held),
+            reserved_memory_gb=sum(a.memory_gb for a in held),
+        )
 
     def images(self, actor: Actor) -> list[SiteImages]:
         """Each site's image catalog as the probes keep it; never asks a site."""
@@ -201,10 +356,14 @@ class Service:
             ssh_key=key,
             allocations=tuple(Allocation("", s.site, s.cpus, s.memory_gb) for s in sites),
         )
-        with self.store.immediate():
-            for req in sites:
-                self._admit(req.site, Booking(begin, end, req.cpus, req.memory_gb))
-            saved = self.store.add_reservation(res)
+        try:
+            with self.store.immediate():
+                for req in sites:
+                    self._admit(req.site, Booking(begin, end, req.cpus, req.memory_gb))
+                saved = self.store.add_reservation(res)
+        except CapacityError as exc:
+            found = self._windows(sites, end - begin, begin, None, 1)
+            raise CapacityError(exc.reason, next_window=found[0] if found else None) from None
         log.info("reservation %s admitted for %s: %s at %s", saved.id, owner, image, ", ".join(names))
         return saved
 
@@ -223,28 +382,91 @@ class Service:
 
     def extend(self, actor: Actor, rid: str, until: int) -> Reservation:
         """Move the end later; the calendar is checked again (a Conflict says what collides)."""
+        if until <= self.reservation(actor, rid).end:
+            raise UserInputError("an extension must move the end later")
+        return self.move_end(actor, rid, until)
+
+    def move_end(self, actor: Actor, rid: str, end: int, now: float | None = None) -> Reservation:
+        """Move the end, later (the calendar is checked again) or earlier (not before now nor
+        before the beginning). A running cluster follows: its HOLD job's end is edited."""
+        now = time.time() if now is None else now
         self.reservation(actor, rid)
         with self.store.immediate():  # read, check and write as one step
             res = self.store.reservation(rid)
             if res.cancelled or all(a.state in TERMINAL for a in res.allocations):
-                raise Conflict(f"reservation {rid} is {res.state}; it cannot be extended")
-            if until <= res.end:
-                raise UserInputError("an extension must move the end later")
-            for alloc in res.allocations:
-                self._admit(alloc.site, Booking(res.begin, until, alloc.cpus, alloc.memory_gb), exclude=rid)
-            self.store.set_end(rid, until)
-        log.info("reservation %s extended to %s by %s", rid, until, actor.name)
+                raise Conflict(f"reservation {rid} is {res.state}; its end cannot move")
+            if end <= res.begin:
+                raise UserInputError("the end must be after the beginning")
+            if end < now:
+                raise UserInputError("the end cannot move into the past")
+            if end > res.end:
+                for alloc in res.allocations:
+                    self._admit(alloc.site, Booking(res.begin, end, alloc.cpus, alloc.memory_gb), exclude=rid)
+            if end != res.end:
+                self.store.set_end(rid, end)
+        if end != res.end:
+            log.info("reservation %s now ends at %s (by %s)", rid, iso(end), actor.name)
         return self.store.reservation(rid)
+
+    # -- the calendar: free capacity and slots ----------------------------------------------------
+    def availability(self, actor: Actor, name: str, begin: int, end: int) -> list[Step]:
+        """Free CPUs and memory at site ``name`` over ``[begin, end)``: a step function."""
+        site = self.settings.site(name, NotFound)
+        if end <= begin:
+            raise UserInputError("`to` must be after `from`")
+        if end - begin > MAX_SPAN_S:
+            raise UserInputError(f"ask for at most {MAX_SPAN_S // 86_400} days at a time")
+        return free_steps(site.cpus, site.memory_gb, self._bookings(site.name), begin, end)
+
+    def find_slots(
+        self,
+        actor: Actor,
+        sites: Sequence[SiteRequest],
+        duration: int,
+        not_before: int | None = None,
+        not_after: int | None = None,
+        count: int = 3,
+        now: float | None = None,
+    ) -> list[Window]:
+        """The earliest windows of ``duration`` seconds where every request fits at its site
+        at once, from ``not_before`` (default: now) and ending by ``not_after`` if given."""
+        now = time.time() if now is None else now
+        start = int(now) if not_before is None else max(not_before, int(now))
+        names = [s.site for s in sites]
+        if len(set(names)) != len(names):
+            raise UserInputError(f"a site may appear once per search, got {names}")
+        if not 0 < duration <= MAX_SPAN_S:
+            raise UserInputError(f"a duration is more than 0 and at most {MAX_SPAN_S // 86_400} days")
+        if not 1 <= count <= 20:
+            raise UserInputError("ask for 1 to 20 windows")
+        for req in sites:
+            site = self.settings.site(req.site)
+            if req.cpus <= 0 or not math.isfinite(req.memory_gb) or req.memory_gb <= 0:
+                raise UserInputError(f"site {site.name}: CPUs and memory must be > 0")
+        return self._windows(sites, duration, start, not_after, count)
+
+    def _windows(
+        self, sites: Sequence[SiteRequest], duration: int, start: int, not_after: int | None, count: int
+    ) -> list[Window]:
+        demands = []
+        for req in sites:
+            site = self.settings.site(req.site)
+            bookings = tuple(self._bookings(site.name))
+            demands.append(
+                SiteDemand(site.name, site.cpus, site.memory_gb, bookings, req.cpus, req.memory_gb)
+            )
+        return earliest_windows(demands, duration, start, not_after, count)
+
+    def _bookings(self, site: str, exclude: str | None = None) -> list[Booking]:
+        return [
+            Booking(r.begin, r.end, a.cpus, a.memory_gb) for a, r in self.store.bookings_at(site, exclude)
+        ]
 
     # -- helpers -------------------------------------------------------------------------------
     def _admit(self, site_name: str, new: Booking, exclude: str | None = None) -> None:
         """Raise a Conflict (a CapacityError) naming the site, the interval and the shortfall."""
         site = self.settings.site(site_name)
-        existing = [
-            Booking(r.begin, r.end, a.cpus, a.memory_gb)
-            for a, r in self.store.bookings_at(site.name, exclude)
-        ]
-        admit(site.name, site.cpus, site.memory_gb, existing, new)
+        admit(site.name, site.cpus, site.memory_gb, self._bookings(site.name, exclude), new)
 
     def _check_image(self, site_name: str, image: str) -> None:
         """Is ``image`` in the site's repository, as its probes last reported it?"""

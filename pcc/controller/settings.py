@@ -6,13 +6,14 @@ default file means embedded defaults (a personal pool, no sites). The state dire
 directory beside the virtualenv the program runs from (a checkout's), else ``/var/lib/pcc``
 for root and ``~/.local/state/pcc`` otherwise; messages that depend on it say which it is
 and why. ``$PCC_CONDOR_CONFIG`` and
-``$PCC_POLL_SECONDS`` override the file (handy for one-off runs).
+``$PCC_POLL_SECONDS`` and ``$PCC_API_LISTEN`` override the file (handy for one-off runs).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,34 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    """`pcc serve`'s REST API and web page: ``[api] listen = "HOST:PORT"`` (port 0: any free
+    one; ``listen = ""`` turns both off) and how long a web login lasts."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    enabled: bool = True
+    session_s: float = 12 * 3600.0
+
+    @classmethod
+    def parse(cls, listen: str, where: str, session_s: float = 12 * 3600.0) -> ApiConfig:
+        if not listen:
+            return cls(enabled=False, session_s=session_s)
+        host, sep, port = listen.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"{where}: expected HOST:PORT (e.g. 127.0.0.1:8080), got {listen!r}")
+        if not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", host):
+            raise ConfigError(f"{where}: not a host name or address: {host!r}")
+        return cls(host, int(port), True, session_s)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """What every command needs to know before it does anything."""
 
@@ -100,6 +129,7 @@ class Settings:
     config_file: Path | None = None
     metrics_port: int = 9464  # /metrics on 127.0.0.1; 0 turns it off
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     state_dir_reason: str = "from the configuration's state_dir"
 
     @classmethod
@@ -156,9 +186,19 @@ class Settings:
                 ending_minutes=notify_reader.get("ending_minutes", float, 15.0),
                 timeout_s=notify_reader.get("timeout_s", float, 5.0),
             )
+        api = ApiConfig()
+        api_reader = top.sub("api", required=False)
+        if api_reader is not None:
+            session_s = api_reader.get("session_hours", float, 12.0) * 3600
+            if session_s <= 0:
+                raise api_reader.fail("session_hours", "must be > 0")
+            api = ApiConfig.parse(
+                api_reader.get("listen", str, "127.0.0.1:8080"), f"{path}: [api] listen", session_s
+            )
         metrics = top.sub("metrics", required=False)
         metrics_port = metrics.get("port", int, 9464) if metrics is not None else 9464
         return cls(
+            api=api,
             notify=notify,
             metrics_port=metrics_port,
             state_dir=state,
@@ -183,7 +223,10 @@ class Settings:
                 raise ConfigError(f"PCC_POLL_SECONDS: not a number: {env!r}") from None
             if poll <= 0:
                 raise ConfigError(f"PCC_POLL_SECONDS: must be > 0, got {env!r}")
-        return dataclasses.replace(self, external_condor_config=external, poll_seconds=poll)
+        api = self.api
+        if (env := os.environ.get("PCC_API_LISTEN")) is not None:
+            api = ApiConfig.parse(env, "PCC_API_LISTEN", api.session_s)
+        return dataclasses.replace(self, external_condor_config=external, poll_seconds=poll, api=api)
 
     @property
     def embedded(self) -> bool:

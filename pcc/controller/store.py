@@ -17,6 +17,7 @@ import sqlite_utils
 
 from pcc.common.errors import NotFound, UserInputError
 from pcc.controller import metrics, schema
+from pcc.controller.accounts import TokenInfo
 from pcc.controller.model import (
     HOLDING,
     TERMINAL,
@@ -40,6 +41,9 @@ class SiteRecord:
     last_probe: float | None = None
     last_good: float | None = None
     images: tuple[str, ...] | None = None  # None: never reported
+    pragma_version: str = ""  # the site tool's, as its last answer said
+    reserved_cpus: int = 0  # held by reservations at the moment the record was read
+    reserved_memory_gb: float = 0.0
 
 
 class Store:
@@ -71,18 +75,92 @@ class Store:
         if self.db["users"].count_where("name = ?", [user.name]):
             raise UserInputError(f"user {user.name!r} already exists")
         self.db["users"].insert(
-            {"name": user.name, "email": user.email, "ssh_key": user.ssh_key, "created": time.time()}
+            {
+                "name": user.name,
+                "email": user.email,
+                "ssh_key": user.ssh_key,
+                "created": time.time(),
+                "admin": int(user.admin),
+            }
         )
 
+    @staticmethod
+    def _user(r: dict[str, Any]) -> User:
+        return User(r["name"], r["email"] or "", r["ssh_key"] or "", bool(r["admin"]))
+
     def users(self) -> list[User]:
-        return [
-            User(r["name"], r["email"] or "", r["ssh_key"] or "")
-            for r in self.db["users"].rows_where(order_by="name")
-        ]
+        return [self._user(r) for r in self.db["users"].rows_where(order_by="name")]
 
     def user(self, name: str) -> User | None:
         rows = list(self.db["users"].rows_where("name = ?", [name]))
-        return User(rows[0]["name"], rows[0]["email"] or "", rows[0]["ssh_key"] or "") if rows else None
+        return self._user(rows[0]) if rows else None
+
+    def update_user(self, name: str, **fields: Any) -> None:
+        """Set some of email, ssh_key, admin, password_hash of an existing user."""
+        allowed = {"email", "ssh_key", "admin", "password_hash"}
+        assert set(fields) <= allowed, set(fields) - allowed
+        if fields:
+            self.db["users"].update(name, {k: int(v) if k == "admin" else v for k, v in fields.items()})
+
+    def password_hash(self, name: str) -> str | None:
+        """The user's argon2 hash ("" when none is set; None: no such user)."""
+        row = self.db.execute("select password_hash from users where name = ?", [name]).fetchone()
+        return None if row is None else row[0]
+
+    # -- API tokens and web sessions (digests only; see accounts.py) ---------------------------
+    @staticmethod
+    def _token(r: Sequence[Any]) -> TokenInfo:
+        return TokenInfo(*r)
+
+    _TOKEN_COLUMNS = "id, user, label, created, expires, last_used, revoked"
+
+    def add_token(self, user: str, digest: str, label: str, created: float, expires: float | None) -> int:
+        cur = self.db.execute(
+            "insert into tokens (user, digest, label, created, expires) values (?, ?, ?, ?, ?)",
+            [user, digest, label, created, expires],
+        )
+        return int(cur.lastrowid or 0)
+
+    def token_by_digest(self, digest: str) -> TokenInfo | None:
+        row = self.db.execute(
+            f"select {self._TOKEN_COLUMNS} from tokens where digest = ?", [digest]
+        ).fetchone()
+        return self._token(row) if row else None
+
+    def token(self, token_id: int) -> TokenInfo | None:
+        row = self.db.execute(f"select {self._TOKEN_COLUMNS} from tokens where id = ?", [token_id]).fetchone()
+        return self._token(row) if row else None
+
+    def tokens(self, user: str | None = None) -> list[TokenInfo]:
+        where, args = ("where user = ?", [user]) if user else ("", [])
+        rows = self.db.execute(f"select {self._TOKEN_COLUMNS} from tokens {where} order by id", args)
+        return [self._token(r) for r in rows.fetchall()]
+
+    def revoke_token(self, token_id: int, when: float) -> None:
+        self.db.execute("update tokens set revoked = ? where id = ? and revoked is null", [when, token_id])
+
+    def touch_token(self, token_id: int, when: float) -> None:
+        self.db.execute("update tokens set last_used = ? where id = ?", [when, token_id])
+
+    def add_session(self, digest: str, user: str, created: float, expires: float) -> None:
+        with self.immediate():
+            self.db.execute("delete from sessions where expires <= ?", [created])
+            self.db.execute(
+                "insert into sessions (digest, user, created, expires) values (?, ?, ?, ?)",
+                [digest, user, created, expires],
+            )
+
+    def session_user(self, digest: str, now: float) -> str | None:
+        row = self.db.execute(
+            "select user from sessions where digest = ? and expires > ?", [digest, now]
+        ).fetchone()
+        return row[0] if row else None
+
+    def delete_session(self, digest: str) -> None:
+        self.db.execute("delete from sessions where digest = ?", [digest])
+
+    def delete_sessions_of(self, user: str) -> None:
+        self.db.execute("delete from sessions where user = ?", [user])
 
     # -- sites -------------------------------------------------------------------------------
     def sync_sites(self, sites: Sequence[SiteEntry]) -> None:
@@ -131,15 +209,20 @@ class Store:
                     last_probe=h.get("last_probe"),
                     last_good=h.get("last_good"),
                     images=catalog[0] if catalog else None,
+                    pragma_version=h.get("pragma_version") or "",
                 )
             )
         return out
 
-    def record_health(self, site: str, health: str, reason: str, when: float, seconds: float) -> str | None:
+    def record_health(
+        self, site: str, health: str, reason: str, when: float, seconds: float, pragma_version: str = ""
+    ) -> str | None:
         """Store a probe's verdict; a change of health is an event. Returns the previous
-        health when it changed (``""`` for a site's first probe), else None."""
+        health when it changed (``""`` for a site's first probe), else None. A probe that got
+        no answer keeps the site tool's version the last answer reported."""
         rows = list(self.db["site_health"].rows_where("site = ?", [site]))
         before = rows[0]["health"] if rows else ""
+        version = pragma_version or (rows[0]["pragma_version"] if rows else "")
         last_good = when if health != "down" else (rows[0]["last_good"] if rows else None)
         with self.db.conn:
             self.db["site_health"].upsert(
@@ -150,6 +233,7 @@ class Store:
                     "last_probe": when,
                     "last_good": last_good,
                     "probe_seconds": seconds,
+                    "pragma_version": version,
                 },
                 pk="site",
             )
@@ -415,6 +499,15 @@ class Store:
             Event(r["time"], r["reservation"], r["site"], r["from_state"], r["to_state"], r["why"])
             for r in self.db["events"].rows_where(where, args, order_by="id")
         ]
+
+    def site_events(self, site: str, limit: int = 50) -> list[Event]:
+        """A site's own events (health changes, not reservations'), newest first."""
+        rows = self.db.execute(
+            "select time, reservation, site, from_state, to_state, why from events "
+            "where reservation = '' and site = ? order by id desc limit ?",
+            [site, limit],
+        ).fetchall()
+        return [Event(*r) for r in rows]
 
     # -- cursors (scheduled jobs that follow the events table) --------------------------------
     def last_event_id(self) -> int:

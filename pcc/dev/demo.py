@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from pcc.controller.settings import Settings
 log = logging.getLogger(__name__)
 
 SSH_PORT = 2222
+DEMO_LOGIN = "demo"  # the web page's demo account (an admin)
 # The sample repository ships inside the package (pcc.images is the checkout's images/).
 PACKAGED_IMAGES = Path(str(resources.files("pcc.images")))
 REPOSITORY = PACKAGED_IMAGES / "repository"
@@ -293,15 +295,29 @@ def welcome(settings: Settings, out: TextIO) -> None:
     make_keypair(key, f"{user}@pcc-demo")
     store = Store(settings.database)
     service = Service(settings, store)
+    operator = Actor(user, admin=True)
     if store.user(user) is None:
-        service.add_user(Actor(user, admin=True), user, "", Path(f"{key}.pub").read_text())
+        service.add_user(operator, user, "", Path(f"{key}.pub").read_text(), admin=True)
+    # The web page's demo login: a fresh password at every start (only its hash is stored).
+    if store.user(DEMO_LOGIN) is None:
+        service.add_user(operator, DEMO_LOGIN, "", Path(f"{key}.pub").read_text(), admin=True)
+    password = secrets.token_urlsafe(9)
+    service.set_password(operator, DEMO_LOGIN, password)
+    web = settings.api.url if settings.api.enabled else ""
+    page = (
+        f"The web page: {web}/  log in as {DEMO_LOGIN!r} with password {password!r} "
+        f"(new at every start);\nthe REST API: {web}/api/v1 (docs: {web}/api/docs).\n"
+        if web
+        else ""
+    )
     pcc = f"{Path(sys.executable).parent / 'pcc'} --state-dir {settings.state_dir}"
     pool = settings.embedded_pool()
     ids = pool.client_env().get("CONDOR_IDS")
     print(
         f"""
 PCC is starting with a demo site ("demo": sshd on 127.0.0.2:{SSH_PORT}, the tiny test image).
-In another shell, make a first reservation and watch it:
+{page}
+Or, in another shell, make a first reservation and watch it:
 
   {pcc} reserve --site demo:2 --image tiny --begin now+15s --duration 10m
   {pcc} list               # then: {pcc} show ID   (states, events, how to log in)

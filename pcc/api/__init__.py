@@ -1,0 +1,1 @@
+"""The REST API (FastAPI), served by `pcc serve`."""
