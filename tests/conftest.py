@@ -149,3 +149,14 @@ def controller(condor_pool: PersonalPool, ssh_sites: dict[str, Any]) -> Iterator
             os.chown(path, 0, 0)
     yield ctl
     shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def served(controller: controller_env.Controller) -> Iterator[controller_env.Served]:
+    """`pcc serve` (loop, API and web page) over the module's controller; its URL is
+    ``served.url``. Tests using it must not run reconcile passes themselves."""
+    running = controller_env.serve_controller(controller)
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -69,6 +69,8 @@ def create_app(settings: Settings, web: bool = True) -> FastAPI:
             swagger_js_url=f"{SWAGGER}/swagger-ui-bundle.js",
             swagger_css_url=f"{SWAGGER}/swagger-ui.css",
             swagger_favicon_url=f"{SWAGGER}/favicon-32x32.png",
+            # No badge from validator.swagger.io: the page loads nothing from elsewhere.
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
     if web:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +124,9 @@ def write_config(
         "ssh_timeout_s = 5",
         "boot_timeout_s = 120",
         "",
+        "[metrics]",
+        "port = 0",  # several controllers under test at once: none takes the default port
+        "",
     ]
     for s in sites:
         lines += [
@@ -206,3 +212,50 @@ def ssh_login(
         last = proc.stderr
         time.sleep(interval)
     raise AssertionError(f"ssh to {address}:{port} failed: {last}")
+
+
+@dataclass
+class Served:
+    """`pcc serve` running over a test controller's configuration (its loop, API and web
+    page); ``url`` is where the API and page answer. The test must not run reconcile
+    passes of its own meanwhile: `pcc serve` runs them."""
+
+    url: str
+    proc: subprocess.Popen[str]
+    lines: list[str]
+
+    def log(self) -> str:
+        return "".join(self.lines[-60:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def serve_controller(ctl: Controller, timeout: float = 60, **env: str) -> Served:
+    """Start `pcc serve --config <ctl's>` with its API on a free loopback port."""
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "pcc"), "--config", str(ctl.config), "serve"],
+        env={**os.environ, "PCC_API_LISTEN": "127.0.0.1:0", **env},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(lines):
+            if found := re.search(r"web page on (http://\S+?)/ ", line):
+                return Served(found.group(1), proc, lines)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"pcc serve did not start its API: {''.join(lines)[-3000:]}")
