@@ -5,7 +5,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -35,11 +35,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     )
 }
 DEFAULT_SPAN_S = 7 * 86_400
+TokenId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # what SQLite's INTEGER holds
 
 
 def seconds(value: int | str) -> int:
     """A duration given as seconds or as text like 90m."""
-    return value if isinstance(value, int) else parse_duration(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return parse_duration(value)
+    except OverflowError:  # more days than a timedelta holds
+        raise UserInputError(f"not a duration: {value!r} (far too long)") from None
 
 
 def epoch(when: datetime) -> int:
@@ -134,8 +140,8 @@ def router(services: Services) -> APIRouter:
     def availability(
         who: Who,
         name: str,
-        from_: Annotated[datetime | None, Query(alias="from")] = None,
-        to: datetime | None = None,
+        from_: Annotated[schemas.When | None, Query(alias="from")] = None,
+        to: schemas.When | None = None,
     ) -> Response:
         """Free CPUs and memory over ``[from, to)`` (default: the next 7 days) as steps."""
         begin = epoch(from_) if from_ else int(time.time())
@@ -201,7 +207,7 @@ def router(services: Services) -> APIRouter:
         return JSONResponse(views.token(info, now, secret), status_code=201)
 
     @api.delete("/tokens/{token_id}", response_model=schemas.TokenDoc, tags=["tokens"])
-    def revoke_token(who: Who, token_id: int) -> Response:
+    def revoke_token(who: Who, token_id: TokenId) -> Response:
         return JSONResponse(views.token(services().revoke_token(who, token_id), time.time()))
 
     return api

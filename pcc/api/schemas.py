@@ -5,10 +5,10 @@ returns, and ignores the fields the server owns. The documents themselves are bu
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from pcc.controller.model import State
 
@@ -21,6 +21,17 @@ Duration = Annotated[
     Field(description="seconds, or text like 90m, 2h, 1d12h", examples=[7200, "2h"]),
 ]
 Text = Annotated[str, StringConstraints(max_length=200)]
+LATEST = datetime(3000, 1, 1, tzinfo=UTC).timestamp()
+
+
+def _representable(when: datetime) -> datetime:
+    if not 0 <= when.timestamp() < LATEST:
+        raise ValueError("a time between 1970 and 3000 is expected")
+    return when
+
+
+# A time given with its zone (ISO 8601: 2026-12-01T09:00:00Z), between 1970 and 3000.
+When = Annotated[AwareDatetime, AfterValidator(_representable)]
 Key = Annotated[str, StringConstraints(max_length=16_384)]
 
 
@@ -92,13 +103,13 @@ class AllocationIn(Strict):
 
 
 class ReservationIn(Strict):
-    """The reservation document as GET returns it (``id``, ``owner`` of someone else unless
-    an admin, ``state`` and the allocations' live fields are ignored), plus ``ssh_key``.
-    Give ``end`` or ``duration``."""
+    """The reservation document as GET returns it (``id``, ``state``, ``cancelled`` and the
+    allocations' live fields are ignored; ``owner`` is yours, or anyone's for an admin: 403
+    otherwise), plus ``ssh_key``. Give ``end`` or ``duration``."""
 
     image: Name
-    begin: AwareDatetime | Literal["now"]
-    end: AwareDatetime | None = None
+    begin: When | Literal["now"]
+    end: When | None = None
     duration: Duration | None = None
     title: Text = ""
     owner: Name | None = None
@@ -110,7 +121,7 @@ class ReservationPatch(Strict):
     """Moves the end (extend or shorten; the calendar is checked again). The rest of the
     document may be sent back as it was; it is ignored."""
 
-    end: AwareDatetime
+    end: When
 
 
 # -- slots ---------------------------------------------------------------------------------------
@@ -123,8 +134,8 @@ class SlotDemand(Strict):
 class SlotSearch(Strict):
     sites: Annotated[list[SlotDemand], Field(min_length=1, max_length=32)]
     duration: Duration
-    not_before: AwareDatetime | None = None
-    not_after: AwareDatetime | None = None
+    not_before: When | None = None
+    not_after: When | None = None
     count: Annotated[int, Field(ge=1, le=20)] = 3
 
 

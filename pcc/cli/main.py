@@ -1,7 +1,9 @@
 """The `pcc` command: a tree of subcommands, each a function returning an exit status.
 
 Only :func:`main` turns exceptions into exit codes and one line on stderr (``--debug``
-adds the traceback).
+adds the traceback). The user commands (reservations, sites, users, tokens) go to the
+local store, or with ``--url`` (``$PCC_URL``, client.toml) to a controller's REST API:
+see :mod:`pcc.cli.backend`.
 """
 
 from __future__ import annotations
@@ -15,19 +17,23 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pcc import __version__
-from pcc.cli.reservations import add_commands
+from pcc.cli import accounts, reservations
 from pcc.common.errors import (
     CondorError,
     ConfigError,
     Conflict,
     PccError,
     PoolError,
+    Unauthenticated,
     UserInputError,
 )
-from pcc.controller.settings import Settings
+from pcc.common.timefmt import human
+
+if TYPE_CHECKING:
+    from pcc.controller.settings import Settings
 
 log = logging.getLogger("pcc")
 
@@ -40,6 +46,7 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad configuration or input, or no such thing (NotFound, Forbidden)
     POOL = 3  # the HTCondor pool is not installed or not running
     REFUSED = 4  # HTCondor refused an operation, or the request conflicts (capacity, state)
+    UNAUTHENTICATED = 5  # a client with no API token, or one the controller refuses
     INTERRUPTED = 130
 
 
@@ -50,6 +57,8 @@ def exit_status(exc: BaseException) -> ExitStatus:
         return ExitStatus.POOL
     if isinstance(exc, CondorError | Conflict):
         return ExitStatus.REFUSED
+    if isinstance(exc, Unauthenticated):
+        return ExitStatus.UNAUTHENTICATED
     if isinstance(exc, ConfigError | UserInputError):
         return ExitStatus.USAGE
     return ExitStatus.ERROR
@@ -61,10 +70,29 @@ EXIT_CODES = """exit codes:
   2  bad configuration or bad input, or no such reservation
   3  the HTCondor pool is not installed or not running
   4  HTCondor refused an operation, or the request conflicts (not enough capacity, ...)
-  130 interrupted"""
+  5  not logged in: no API token for --url, or the controller refused it
+  130 interrupted
+
+the user commands (reserve, list, show, cancel, extend, sites, images, slots, users,
+tokens) act on this host's store, or, given a controller's URL (--url, else $PCC_URL,
+else [client] url in $XDG_CONFIG_HOME/pcc/client.toml; --config or --state-dir mean this
+host's store), go through its REST API with the token in $PCC_TOKEN or in the token file
+([client] token_file, default $XDG_CONFIG_HOME/pcc/token, mode 0600): `pcc login --url
+URL` writes both files."""
+
+
+def error_text(exc: BaseException) -> str:
+    """The one line `pcc` prints for a failure (a capacity conflict says when it would fit)."""
+    text = str(exc) if isinstance(exc, PccError) else f"{type(exc).__name__}: {exc}"
+    window = exc.details.get("next_window") if isinstance(exc, Conflict) else None
+    if window is not None:
+        text += f"; it would fit from {human(window.begin)} to {human(window.end)}"  # type: ignore[attr-defined]
+    return text
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from pcc.controller.settings import Settings
+
     return Settings.from_env(args.state_dir, args.config)
 
 
@@ -154,8 +182,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     demo = start_demo(settings.state_dir, pool_user, os.environ.get("PCC_DEMO_ADDRESS", "127.0.0.2"))
     try:
         settings = _settings(args)
-        welcome(settings, out)
-        return serve(settings)
+        if not settings.api.enabled:
+            welcome(settings, out)
+        return serve(settings, on_api=lambda url: welcome(settings, out, url))
     finally:
         demo.stop()
 
@@ -176,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", type=Path, help="pcc.toml (default: $PCC_CONFIG, else <state dir>/pcc.toml)"
     )
+    parser.add_argument(
+        "--url",
+        help="a controller's address: the user commands go through its REST API "
+        "(default: $PCC_URL, else client.toml's; none: this host's store)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", help="run the controller (reconcile loop) in the foreground")
@@ -186,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve)
 
-    add_commands(sub)
+    reservations.add_commands(sub)
+    accounts.add_commands(sub)
 
     condor = sub.add_parser("condor", help="the embedded personal HTCondor pool")
     csub = condor.add_subparsers(dest="condor_command", metavar="ACTION", required=True)
@@ -214,7 +249,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("apscheduler", "paramiko"):
+    for noisy in ("apscheduler", "paramiko", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     handler: Handler = args.handler
     try:
@@ -224,8 +259,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except Exception as exc:  # every failure is one line on stderr; --debug adds the traceback
         if args.debug:
             log.exception("command failed")
-        text = str(exc) if isinstance(exc, PccError) else f"{type(exc).__name__}: {exc}"
-        print(f"pcc: error: {text}", file=sys.stderr)
+        print(f"pcc: error: {error_text(exc)}", file=sys.stderr)
         return exit_status(exc)
 
 

@@ -31,7 +31,9 @@ from pcc.controller.store import SiteRecord, Store
 log = logging.getLogger(__name__)
 
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
-MAX_SPAN_S = 366 * 86_400  # the longest window a calendar question may cover
+MAX_SPAN_S = 366 * 86_400  # the longest window a calendar question may cover, and a reservation
+MAX_AHEAD_S = 10 * 365 * 86_400  # how far ahead a reservation may begin
+MAX_TOKEN_S = 10 * 365 * 86_400  # the longest lifetime a token may be given (or none: no expiry)
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\Z")
 
 
@@ -191,6 +193,8 @@ class Service:
         self.user(actor, owner)
         if expires_in is not None and (not math.isfinite(expires_in) or expires_in <= 0):
             raise UserInputError("a token's lifetime must be > 0")
+        if expires_in is not None and expires_in > MAX_TOKEN_S:
+            raise UserInputError(f"a token's lifetime is at most {MAX_TOKEN_S // 86_400} days (or none)")
         if len(label) > 100 or any(ord(c) < 32 for c in label):
             raise UserInputError("a token's label is at most 100 printable characters")
         token = accounts.new_token()
@@ -277,11 +281,11 @@ class Service:
 
     def _usage(self, record: SiteRecord, now: float | None) -> SiteRecord:
         at = time.time() if now is None else now
-        held = [a for a, r in self.store.bookings_at(record.entry.name) if r.begin <= at < r.end]
+        held = [b for b in self._bookings(record.entry.name) if b.begin <= at < b.end]
         return dataclasses.replace(
             record,
-            reserved_cpus=sum(a.cpus for a in held),
-            reserved_memory_gb=sum(a.memory_gb for a in held),
+            reserved_cpus=sum(b.cpus for b in held),
+            reserved_memory_gb=sum(b.memory_gb for b in held),
         )
 
     def images(self, actor: Actor) -> list[SiteImages]:
@@ -309,6 +313,53 @@ class Service:
         """Admit and store a reservation. The calendar check and the insert are one SQLite
         ``BEGIN IMMEDIATE`` transaction: two admissions never both take the last CPUs."""
         now = time.time() if now is None else now
+        res = self._proposed(actor, image, sites, begin, end, title, ssh_key, owner, now)
+        try:
+            with self.store.immediate():
+                self._admit_all(sites, begin, end)
+                saved = self.store.add_reservation(res)
+        except CapacityError as exc:
+            raise self._with_next_window(exc, sites, begin, end) from None
+        names = ", ".join(s.site for s in sites)
+        log.info("reservation %s admitted for %s: %s at %s", saved.id, res.owner, image, names)
+        return saved
+
+    def check_fit(
+        self,
+        actor: Actor,
+        image: str,
+        sites: Sequence[SiteRequest],
+        begin: int,
+        end: int,
+        *,
+        title: str = "",
+        ssh_key: str = "",
+        owner: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        """A dry run of :meth:`reserve`: the same validation and admission, nothing stored.
+        Returns when the request fits now; raises what ``reserve`` would (a CapacityError
+        carries the next window that fits)."""
+        now = time.time() if now is None else now
+        self._proposed(actor, image, sites, begin, end, title, ssh_key, owner, now)
+        try:
+            self._admit_all(sites, begin, end)
+        except CapacityError as exc:
+            raise self._with_next_window(exc, sites, begin, end) from None
+
+    def _proposed(
+        self,
+        actor: Actor,
+        image: str,
+        sites: Sequence[SiteRequest],
+        begin: int,
+        end: int,
+        title: str,
+        ssh_key: str,
+        owner: str | None,
+        now: float,
+    ) -> Reservation:
+        """The reservation a request asks for, validated (not yet admitted nor stored)."""
         owner = owner or actor.name
         if owner != actor.name and not actor.admin:
             raise Forbidden(f"{actor.name} may not reserve for {owner}")
@@ -324,6 +375,10 @@ class Service:
             raise UserInputError("the reservation must end after it begins")
         if begin < now - 60:
             raise UserInputError("the reservation begins in the past")
+        if end - begin > MAX_SPAN_S:
+            raise UserInputError(f"a reservation lasts at most {MAX_SPAN_S // 86_400} days")
+        if begin > now + MAX_AHEAD_S:
+            raise UserInputError(f"a reservation begins at most {MAX_AHEAD_S // 86_400} days from now")
         names = [s.site for s in sites]
         if len(set(names)) != len(names):
             raise UserInputError(f"a site may appear once per reservation, got {names}")
@@ -345,7 +400,7 @@ class Service:
                     f"asked {req.cpus} CPUs and {req.memory_gb:g} GB"
                 )
             self._check_image(site.name, image)
-        res = Reservation(
+        return Reservation(
             id="",
             owner=owner,
             title=title,
@@ -356,16 +411,16 @@ class Service:
             ssh_key=key,
             allocations=tuple(Allocation("", s.site, s.cpus, s.memory_gb) for s in sites),
         )
-        try:
-            with self.store.immediate():
-                for req in sites:
-                    self._admit(req.site, Booking(begin, end, req.cpus, req.memory_gb))
-                saved = self.store.add_reservation(res)
-        except CapacityError as exc:
-            found = self._windows(sites, end - begin, begin, None, 1)
-            raise CapacityError(exc.reason, next_window=found[0] if found else None) from None
-        log.info("reservation %s admitted for %s: %s at %s", saved.id, owner, image, ", ".join(names))
-        return saved
+
+    def _admit_all(self, sites: Sequence[SiteRequest], begin: int, end: int) -> None:
+        for req in sites:
+            self._admit(req.site, Booking(begin, end, req.cpus, req.memory_gb))
+
+    def _with_next_window(
+        self, exc: CapacityError, sites: Sequence[SiteRequest], begin: int, end: int
+    ) -> CapacityError:
+        found = self._windows(sites, end - begin, begin, None, 1)
+        return CapacityError(exc.reason, next_window=found[0] if found else None)
 
     def cancel(self, actor: Actor, rid: str) -> Reservation:
         res = self.reservation(actor, rid)
@@ -397,6 +452,8 @@ class Service:
                 raise Conflict(f"reservation {rid} is {res.state}; its end cannot move")
             if end <= res.begin:
                 raise UserInputError("the end must be after the beginning")
+            if end - res.begin > MAX_SPAN_S:
+                raise UserInputError(f"a reservation lasts at most {MAX_SPAN_S // 86_400} days")
             if end < now:
                 raise UserInputError("the end cannot move into the past")
             if end > res.end:
@@ -458,9 +515,7 @@ class Service:
         return earliest_windows(demands, duration, start, not_after, count)
 
     def _bookings(self, site: str, exclude: str | None = None) -> list[Booking]:
-        return [
-            Booking(r.begin, r.end, a.cpus, a.memory_gb) for a, r in self.store.bookings_at(site, exclude)
-        ]
+        return [Booking(*row) for row in self.store.holdings(site, exclude)]
 
     # -- helpers -------------------------------------------------------------------------------
     def _admit(self, site_name: str, new: Booking, exclude: str | None = None) -> None:

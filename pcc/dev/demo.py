@@ -283,8 +283,10 @@ pragma_config = "{site_dir / "site.toml"}"
     return DemoSite(config=config, pids=[pid], groups=[daemon] if daemon else [])
 
 
-def welcome(settings: Settings, out: TextIO) -> None:
-    """Give the person at the terminal a key and the commands for a first reservation."""
+def welcome(settings: Settings, out: TextIO, url: str | None = None) -> None:
+    """Give the person at the terminal the web page's address and a demo login (``url``:
+    where `pcc serve` serves it; None when off), a key and the commands for a first
+    reservation."""
     import getpass
 
     from pcc.controller.service import Actor, Service
@@ -303,11 +305,10 @@ def welcome(settings: Settings, out: TextIO) -> None:
         service.add_user(operator, DEMO_LOGIN, "", Path(f"{key}.pub").read_text(), admin=True)
     password = secrets.token_urlsafe(9)
     service.set_password(operator, DEMO_LOGIN, password)
-    web = settings.api.url if settings.api.enabled else ""
     page = (
-        f"The web page: {web}/  log in as {DEMO_LOGIN!r} with password {password!r} "
-        f"(new at every start);\nthe REST API: {web}/api/v1 (docs: {web}/api/docs).\n"
-        if web
+        f"The web page: {url}/  log in as {DEMO_LOGIN!r} with password {password!r} "
+        f"(new at every start);\nthe REST API: {url}/api/v1 (docs: {url}/api/docs).\n"
+        if url
         else ""
     )
     pcc = f"{Path(sys.executable).parent / 'pcc'} --state-dir {settings.state_dir}"

@@ -51,8 +51,18 @@ def test_the_wheel_carries_config_templates_drivers_and_console_scripts(wheel: P
         "pcc/images/repository/tiny/vc-in.xml",
         "pcc/images/build_test_image.sh",
         "pcc/images/tiny/init",
+        "pcc/api/routes.py",
+        "pcc/web/pages.py",
+        "pcc/web/static/vendor/README.md",
+        "pcc/web/static/vendor/htmx-2.0.11/htmx.min.js",
+        "pcc/web/static/vendor/htmx-2.0.11/LICENSE",
+        "pcc/web/static/vendor/swagger-ui-5.35.0/swagger-ui-bundle.js",
+        "pcc/web/static/vendor/swagger-ui-5.35.0/LICENSE",
     ):
         assert path in names, path
+    # The page's templates and style ship too (the web page runs from a wheel).
+    assert any(n.startswith("pcc/web/templates/") and n.endswith(".html") for n in names)
+    assert "pcc/web/static/pcc.css" in names
     assert not any(n.endswith(("vmlinuz", "initrd.img")) for n in names)  # built at the demo, not shipped
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
