@@ -55,7 +55,10 @@ def epoch(when: datetime) -> int:
 def router(services: Services) -> APIRouter:
     api = APIRouter(prefix="/api/v1", responses=ERRORS)
 
-    def actor(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
+    # On the event loop, not in a worker thread: it is two indexed reads (and, once a minute
+    # per token, a write that never waits for the lock), and the hop to a thread would cost
+    # more than the work. The routes themselves stay synchronous, in the thread pool.
+    async def actor(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Actor:
         if creds is None:
             raise Unauthenticated(
                 "send Authorization: Bearer <token> (make a token with `pcc tokens create`)"

@@ -30,6 +30,8 @@ from pcc.controller.model import (
 )
 from pcc.controller.settings import SiteEntry
 
+BUSY_TIMEOUT_S = 30  # how long a statement waits for another connection's write lock
+
 
 @dataclass(frozen=True)
 class SiteRecord:
@@ -50,7 +52,9 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(conn)
@@ -144,7 +148,21 @@ class Store:
         self.db.execute("update tokens set revoked = ? where id = ? and revoked is null", [when, token_id])
 
     def touch_token(self, token_id: int, when: float) -> None:
-        self.db.execute("update tokens set last_used = ? where id = ?", [when, token_id])
+        """Note a token's use, unless another writer holds the store: it is only a hint, and
+        the API authenticates on its event loop, which must never wait for the write lock
+        (a later call notes it then)."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            conn.execute("update tokens set last_used = ? where id = ?", [when, token_id])
+            return
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("update tokens set last_used = ? where id = ?", [when, token_id])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
 
     def add_session(self, digest: str, user: str, created: float, expires: float) -> None:
         with self.immediate():

@@ -49,12 +49,13 @@ def assert_accessible(page: Page, what: str) -> None:
 
 def shoot(page: Page, name: str, docs: str = "") -> Path:
     """Save a screenshot of the whole page as ``<name>.png`` under the run's output
-    directory (printed); ``docs`` also copies it to docs/screenshots/ for the README."""
+    directory (printed); ``docs`` names its copy in docs/screenshots/ for the README,
+    refreshed when ``$PCC_UPDATE_SCREENSHOTS`` is set (so a run leaves the checkout clean)."""
     path = screenshot_dir() / f"{re.sub(r'[^a-z0-9-]+', '-', name.lower())}.png"
     page.screenshot(path=str(path), full_page=True)
     print(f"screenshot: {path}")
     SAVED.append(path)
-    if docs:
+    if docs and os.environ.get("PCC_UPDATE_SCREENSHOTS"):
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_SCREENSHOTS / docs)
         print(f"screenshot for the README: {DOCS_SCREENSHOTS / docs}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pcc.condor.pool import PersonalPool
@@ -31,7 +33,13 @@ def test_serve_demo_runs_a_first_reservation_and_stops_everything_on_ctrl_c() ->
     os.chmod(state, 0o755)
     (state / "condor").mkdir()
     (state / "condor" / "prefix").symlink_to(installed.prefix)
-    env = {**os.environ, "PCC_STATE_DIR": str(state), "PCC_DEMO_ADDRESS": "127.0.0.5", "PCC_USER": "newcomer"}
+    env = {
+        **os.environ,
+        "PCC_STATE_DIR": str(state),
+        "PCC_DEMO_ADDRESS": "127.0.0.5",
+        "PCC_USER": "newcomer",
+        "PCC_API_LISTEN": "127.0.0.1:0",
+    }
     serve = subprocess.Popen(
         [str(PCC), "serve", "--demo"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -44,8 +52,27 @@ def test_serve_demo_runs_a_first_reservation_and_stops_everything_on_ctrl_c() ->
 
     try:
         assert serve.stdout is not None
-        intro = "".join(serve.stdout.readline() for _ in range(6))
+        intro = ""
+        while (line := serve.stdout.readline()) and not line.startswith("Ctrl-C stops"):
+            intro += line  # the greeting, up to its last line (or the end: serve died)
         assert "reserve --site demo:2 --image tiny" in intro
+        # The greeting names the web page and a demo login that works.
+        found = re.search(
+            r"The web page: (http://127\.0\.0\.1:\d+)/  log in as 'demo' with password '([^']+)'", intro
+        )
+        assert found, intro
+        url, password = found.groups()
+        with httpx.Client(base_url=url, timeout=30) as web:
+            assert web.get("/").status_code == 303  # not logged in: to the login page
+            form = web.get("/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert csrf, form.text
+            page = web.post(
+                "/login", data={"name": "demo", "password": password, "csrf": csrf.group(1), "next": "/"}
+            )
+            assert page.status_code == 303 and "pcc_session" in web.cookies
+            assert "Schedule" in web.get("/").text
+            assert web.get("/api/openapi.json").json()["openapi"].startswith("3.")
         sshd_pid = int((state / "demo" / "sshd" / "sshd.pid").read_text())
         # The image catalog comes from the site's probes (the first runs as serve starts);
         # until then `pcc images` says so per site instead of printing nothing.

@@ -176,3 +176,19 @@ def test_a_user_cannot_make_themselves_an_admin(service: Service) -> None:
     with pytest.raises(Forbidden):
         service.update_user(ALICE, "alice", admin=True)
     assert service.user(ROOT, "alice").admin is False
+
+
+def test_noting_a_tokens_use_never_waits_for_another_writer(service: Service, tmp_path: Path) -> None:
+    token, info = service.create_token(ALICE)
+    other = sqlite3.connect(tmp_path / "pcc.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # someone else holds the write lock
+    try:
+        started = time.monotonic()
+        assert service.authenticate(token) == ALICE
+        assert time.monotonic() - started < 1  # not the store's 30 s busy timeout
+        assert service.store.token(info.id).last_used is None  # skipped: it is only a hint
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert service.authenticate(token) == ALICE
+    assert service.store.token(info.id).last_used is not None
