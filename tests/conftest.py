@@ -6,6 +6,7 @@ import os
 import pwd
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.pool import PersonalPool
+from pcc.controller.model import TERMINAL
+from pcc.controller.service import Actor
 from pcc.controller.settings import Settings
 from pcc.dev import controller_env, demo, site_env
 from pcc.dev import ssh_sites as ssh_sites_mod
@@ -148,7 +151,29 @@ def controller(condor_pool: PersonalPool, ssh_sites: dict[str, Any]) -> Iterator
         for path in (user_key.parent, user_key, user_key.with_suffix(".pub")):
             os.chown(path, 0, 0)
     yield ctl
+    leave_no_dags(ctl)
     shutil.rmtree(state, ignore_errors=True)
+
+
+def leave_no_dags(ctl: controller_env.Controller, timeout: float = 180) -> None:
+    """Cancel what the module left live and wait until its DAGs have left the session's pool:
+    reservation ids start at r00001 in every module's store, so a DAG left behind (one that
+    waits for tomorrow, say) would be taken for the next module's reservation of that id."""
+    admin = Actor("root", admin=True)
+    rids = [r.id for r in ctl.store.reservations()]
+    for res in ctl.store.reservations():
+        if not res.cancelled and not all(a.state in TERMINAL for a in res.allocations):
+            ctl.service.cancel(admin, res.id)
+    deadline = time.monotonic() + timeout
+    queued: list[str] = rids
+    while time.monotonic() < deadline:
+        ctl.reconciler.reconcile_once()
+        batches = ctl.condor_q("-af", "JobBatchName").split()
+        queued = sorted(set(rids) & set(batches))
+        if not queued:
+            return
+        time.sleep(1)
+    pytest.fail(f"the module's DAGs are still queued after {timeout:.0f} s: {queued}")
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ class ApiServer:
             port=settings.api.port,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="on",  # the app's lifespan sizes the routes' thread pool
             server_header=False,
         )
         self.server = uvicorn.Server(config)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from pcc.api.app import create_app
+from pcc.api.app import WORKER_THREADS, create_app
 from pcc.common.timefmt import iso, parse_time
 from pcc.controller.service import Actor, Service
 from pcc.controller.settings import Settings, SiteEntry
@@ -523,3 +524,10 @@ def test_the_interactive_docs_load_only_assets_served_here(api: Api) -> None:
     for asset in assets:
         assert asset.startswith("/static/"), asset
         assert api.client.get(asset).status_code == 200, asset
+
+
+def test_the_routes_run_in_a_small_thread_pool(seeded: Seeded) -> None:
+    with TestClient(create_app(seeded.settings, web=False)) as client:
+        assert client.portal is not None
+        limiter = client.portal.call(anyio.to_thread.current_default_thread_limiter)
+        assert limiter.total_tokens == WORKER_THREADS == 4
