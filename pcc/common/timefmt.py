@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pcc.common.errors import UserInputError
 
+MAX_DURATION_S = 100 * 366 * 86_400
+LATEST = datetime(3000, 1, 1, tzinfo=UTC).timestamp()  # times past this are typos, not plans
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?\Z")
 
 
@@ -19,7 +21,7 @@ def parse_time(text: str, now: float | None = None) -> int:
     if text == "now":
         return int(now)
     if text.startswith("now+"):
-        return int(now + parse_duration(text[4:]))
+        return _bounded(int(now + parse_duration(text[4:])), text)
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -28,19 +30,30 @@ def parse_time(text: str, now: float | None = None) -> int:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return int(when.timestamp())
+    return _bounded(int(when.timestamp()), text)
+
+
+def _bounded(ts: int, text: str) -> int:
+    if not 0 <= ts < LATEST:
+        raise UserInputError(f"not a time PCC keeps: {text!r} (between 1970 and 3000)")
+    return ts
 
 
 def parse_duration(text: str) -> int:
     """``90m``, ``2h``, ``1d12h``, ``30s`` or a whole number of seconds."""
     stripped = text.strip()
     if stripped.isdigit():
+        if int(stripped) > MAX_DURATION_S:
+            raise UserInputError(f"not a duration: {text!r} is more than 100 years")
         return int(stripped)
     match = _DURATION.match(stripped)
     if not stripped or not match or not any(match.groups()):
         raise UserInputError(f"not a duration: {text!r} (use e.g. 90m, 2h, 1d12h, 30s)")
     d, h, m, s = (int(g or 0) for g in match.groups())
-    return int(timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds())
+    seconds = ((d * 24 + h) * 60 + m) * 60 + s  # plain integers: no overflow, however large
+    if seconds > MAX_DURATION_S:
+        raise UserInputError(f"not a duration: {text!r} is more than 100 years")
+    return seconds
 
 
 def iso(ts: float) -> str:

@@ -262,6 +262,15 @@ class Service:
             raise NotFound(f"no reservation {rid!r}")
         return res
 
+    def calendar(self, actor: Actor, begin: int, end: int) -> list[Reservation]:
+        """Every reservation overlapping ``[begin, end)``, as a shared schedule shows them
+        (Booked's does too): the actor's own (an admin: all) in full; others' with only what
+        a calendar shows (title, owner, window, state, CPUs and memory per site) and none
+        of their keys, addresses or reasons."""
+        if end <= begin:
+            raise UserInputError("the calendar's end must be after its beginning")
+        return [r if actor.may_see(r) else _public(r) for r in self.store.reservations_between(begin, end)]
+
     def events(self, actor: Actor, rid: str) -> list[Event]:
         return self.store.events(self.reservation(actor, rid).id)
 
@@ -540,3 +549,11 @@ class Service:
     def _admin_only(actor: Actor, what: str) -> None:
         if not actor.admin:
             raise Forbidden(f"only an admin may {what}")
+
+
+def _public(res: Reservation) -> Reservation:
+    """What anyone may see of someone else's reservation on the schedule."""
+    allocations = tuple(
+        dataclasses.replace(a, reason="", frontend="", public_ip="", ssh_port=None) for a in res.allocations
+    )
+    return dataclasses.replace(res, ssh_key="", dag_cluster=None, allocations=allocations)

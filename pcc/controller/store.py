@@ -430,6 +430,10 @@ class Store:
     def reservations(self, owner: str | None = None) -> list[Reservation]:
         return self._load("r.owner = ?", [owner]) if owner else self._load()
 
+    def reservations_between(self, begin: int, end: int) -> list[Reservation]:
+        """Reservations whose window overlaps ``[begin, end)``."""
+        return self._load('r.begin < ? and r."end" > ?', [end, begin])
+
     def live_reservations(self, also: Iterable[str] = ()) -> list[Reservation]:
         """Reservations with an allocation that is not in a final state, plus those named in
         ``also`` (e.g. with jobs still in the queue): the reconcile loop's working set, read

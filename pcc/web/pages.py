@@ -121,7 +121,7 @@ def router(services: Services, settings: Settings) -> APIRouter:
         now = time.time()
         shown = schedule.make_view(view, schedule.parse_day(start, datetime.now(UTC).date()))
         wanted = schedule.parse_filter(kind, ent, free)
-        visible = [r for r in svc.reservations(who.actor) if r.begin < shown.end and shown.begin < r.end]
+        visible = svc.calendar(who.actor, shown.begin, shown.end)  # others' too, as a calendar shows them
         records = svc.sites(who.actor, now)
         blocks = []
         for record in records:

@@ -247,3 +247,20 @@ def test_a_memory_request_that_is_not_a_number_is_refused(service: Service) -> N
             int(now + 90),
             ssh_key=KEY,
         )
+
+
+@pytest.mark.parametrize(
+    ("given", "parse"),
+    [
+        ("9999999999d", parse_duration),
+        (str(10**15), parse_duration),
+        ("now+9999999999d", parse_time),
+        ("0001-01-01T00:00Z", parse_time),
+        ("9999-12-31T23:59Z", parse_time),
+    ],
+)
+def test_times_and_durations_beyond_what_pcc_keeps_are_input_errors_not_crashes(
+    given: str, parse: object
+) -> None:
+    with pytest.raises(UserInputError, match=r"100 years|between 1970 and 3000"):
+        parse(given)  # type: ignore[operator]

@@ -183,6 +183,24 @@ def test_the_schedule_is_a_table_with_column_and_row_headers(alice: TestClient, 
     assert int(bar.get("colspan")) >= 1
 
 
+def test_the_schedule_shows_others_bookings_without_their_keys_or_addresses(
+    alice: TestClient, service: Service
+) -> None:
+    now = int(time.time())
+    other = service.reserve(
+        ROOT, "tiny", [SiteRequest("b", 2, 1)], now, now + 3600, title="ada's run", owner="ada"
+    )
+    aid = other.allocations[0].id
+    assert aid is not None
+    service.store.update_allocation(aid, public_ip="127.0.0.9:22001", frontend="r00001-frontend")
+    page = alice.get("/?view=week")
+    bars = [" ".join(td.text_content().split()) for td in tree(page).xpath('//td[contains(@class, "bar")]')]
+    assert len(bars) == 1 and "ada's run" in bars[0] and "ada" in bars[0] and "yours" not in bars[0]
+    assert "127.0.0.9" not in page.text and "r00001-frontend" not in page.text and KEY not in page.text
+    # The shared calendar is not a way around the rule that others' reservations are not hers.
+    assert alice.get("/reservations?all=1").text.count("ada's run") == 0
+
+
 def test_each_view_has_its_columns_and_links_to_the_next_and_previous(alice: TestClient) -> None:
     for view, count in (("day", 24), ("week", 7), ("2weeks", 14)):
         page = tree(alice.get(f"/?view={view}&start=2026-12-01"))
