@@ -191,8 +191,10 @@ def type_datetime(page: Page, ts: int) -> None:
 
 def test_a_reservation_can_be_made_with_the_keyboard_alone(page: Page, web: Web) -> None:
     page.goto(f"{web.url}/login")
-    page.keyboard.type(USER)  # the name field has the focus
+    expect(page.locator("#name")).to_be_focused()  # the name field has the focus (autofocus)
+    page.keyboard.type(USER)
     page.keyboard.press("Tab")
+    expect(page.locator("#password")).to_be_focused()
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", level=1)).to_have_text("Schedule")
