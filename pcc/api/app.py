@@ -19,13 +19,13 @@ from pcc.api import errors
 from pcc.controller.service import Service
 from pcc.controller.settings import Settings
 from pcc.controller.store import Store
+from pcc.web.assets import SWAGGER
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 # Threads that run the (synchronous) routes. Python runs one at a time, so more add no
 # throughput, only contention: with anyio's default of 40, 100 clients listing their
 # reservations cost the server 9 times the CPU per request (bench/api_latency.py).
 WORKER_THREADS = 4
-SWAGGER = "/static/vendor/swagger-ui-5.35.0"
 
 
 class Services:
