@@ -160,11 +160,26 @@ def start_sshd(
     )
     if proc.returncode != 0:
         raise PccError(f"sshd for the site on {address}:{SSH_PORT} did not start: {proc.stderr.strip()}")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not pid_file.exists():
-        time.sleep(0.05)
+    pid = wait_for_pid_file(pid_file, f"sshd for the site on {address}:{SSH_PORT}")
     host_pub = " ".join((directory / "ssh_host_ed25519_key.pub").read_text().split()[:2])
-    return int(pid_file.read_text()), host_pub
+    return pid, host_pub
+
+
+def wait_for_pid_file(pid_file: Path, what: str, timeout_s: float = 10.0) -> int:
+    """The pid a daemon writes to ``pid_file``, once the whole line is there: a
+    daemon creates the file before it writes it, so under load a reader can see
+    it empty or half written."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            text = pid_file.read_text()
+        except FileNotFoundError:
+            text = ""
+        if text.endswith("\n") and text.strip().isdigit():
+            return int(text)
+        if time.monotonic() >= deadline:
+            raise PccError(f"{what} wrote no pid to {pid_file} within {timeout_s:.0f} s")
+        time.sleep(0.05)
 
 
 def site_toml(
