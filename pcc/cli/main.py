@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from pcc import __version__
-from pcc.cli import accounts, reservations
+from pcc.cli import accounts, booked, reservations
 from pcc.common.errors import (
     CondorError,
     ConfigError,
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reservations.add_commands(sub)
     accounts.add_commands(sub)
+    booked.add_commands(sub)
 
     condor = sub.add_parser("condor", help="the embedded personal HTCondor pool")
     csub = condor.add_subparsers(dest="condor_command", metavar="ACTION", required=True)

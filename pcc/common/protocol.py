@@ -291,6 +291,7 @@ class CheckReport:
     cpus: Capacity
     memory_mb: Capacity
     network_mode: str = ""
+    staging_path: str = ""  # the site's temporary directory for staged images ("" if unsaid)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -309,6 +310,7 @@ class CheckReport:
             "cpus": self.cpus.to_doc(),
             "memory_mb": self.memory_mb.to_doc(),
             "network_mode": self.network_mode,
+            "staging": {"path": self.staging_path},
         }
 
     @classmethod
@@ -334,7 +336,16 @@ class CheckReport:
             cpus=Capacity.from_doc(doc.get("cpus"), "cpus"),
             memory_mb=Capacity.from_doc(doc.get("memory_mb"), "memory_mb"),
             network_mode=str(doc.get("network_mode") or ""),
+            staging_path=_staging_path(doc.get("staging")),
         )
+
+
+def _staging_path(doc: Any) -> str:
+    """The staging directory a check report names; older site tools say none."""
+    path = doc.get("path") if isinstance(doc, Mapping) else None
+    if not isinstance(path, str) or len(path) > 4096 or any(ord(c) < 32 for c in path):
+        return ""
+    return path
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,16 @@ class Event:
     from_state: str
     to_state: str
     why: str
+
+
+@dataclass(frozen=True)
+class BookedLink:
+    """A LibreBooking booking (by its reference number) and what PCC made of it: the
+    reservation it became (None: not admitted, ``rejected`` says why), the fingerprint of the
+    booking as last acted on, and the Status text last written back to it."""
+
+    reference: str
+    reservation: str | None = None
+    fingerprint: str = ""
+    status: str = ""
+    rejected: str = ""

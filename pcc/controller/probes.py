@@ -113,7 +113,13 @@ def run_probes(settings: Settings, store: Store, condor: CondorAdapter | None) -
     for p in found:
         try:
             before = store.record_health(
-                p.site, p.health, p.reason, p.time, p.seconds, p.report.pragma_version if p.report else ""
+                p.site,
+                p.health,
+                p.reason,
+                p.time,
+                p.seconds,
+                p.report.pragma_version if p.report else "",
+                p.report.staging_path if p.report else "",
             )
             if p.images is not None:
                 store.set_site_images(p.site, p.images)

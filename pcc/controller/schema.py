@@ -252,6 +252,22 @@ MIGRATIONS: tuple[Migration, ...] = (
             'CREATE INDEX "idx_reservations_owner" ON "reservations" ("owner")',
         ),
     ),
+    Migration(
+        4,
+        "LibreBooking bookings linked to reservations; a site's staging directory",
+        sql(
+            'CREATE TABLE "booked_links" (\n'
+            '   "reference" TEXT PRIMARY KEY,\n'
+            '   "reservation" TEXT UNIQUE REFERENCES "reservations"("id"),\n'
+            "   \"fingerprint\" TEXT NOT NULL DEFAULT '',\n"
+            "   \"status\" TEXT NOT NULL DEFAULT '',\n"
+            "   \"rejected\" TEXT NOT NULL DEFAULT '',\n"
+            '   "created" REAL NOT NULL,\n'
+            '   "updated" REAL NOT NULL\n'
+            ")",
+            'ALTER TABLE "site_health" ADD COLUMN "staging_dir" TEXT NOT NULL DEFAULT \'\'',
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -14,6 +14,7 @@ from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pcc.booked.config import describe
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.dag import JobEnvironment, default_pcc_job
 from pcc.condor.pool import PersonalPool
@@ -154,6 +155,15 @@ def serve(
             ),
             ("gauges", lambda: export_gauges(settings, counter), max(settings.poll_seconds, 15.0), now),
         ]
+        if settings.booked is not None:
+            from pcc.booked.connector import Connector, run_connector
+            from pcc.controller.service import Service
+
+            booked = settings.booked
+            booked.password()  # a password file serve cannot read is a ConfigError now, not each poll
+            connector = Connector(booked, Service(settings, Store(settings.database), sync_sites=False))
+            companions.append(("booked", lambda: run_connector(connector), booked.poll_s, now))
+            log.info("LibreBooking connector: %s, every %.0f s", describe(booked), booked.poll_s)
         for name, job, seconds, first in companions:
             when = {"next_run_time": first} if first else {}  # (None would add it paused)
             scheduler.add_job(

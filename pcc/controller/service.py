@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pcc.common.errors import CapacityError, Conflict, Forbidden, NotFound, Unauthenticated, UserInputError
 from pcc.common.keys import normalize_public_key
@@ -23,7 +24,16 @@ from pcc.common.timefmt import iso
 from pcc.controller import accounts
 from pcc.controller.accounts import TokenInfo
 from pcc.controller.admission import Booking, admit
-from pcc.controller.model import TERMINAL, Allocation, Event, IllegalTransition, Reservation, State, User
+from pcc.controller.model import (
+    TERMINAL,
+    Allocation,
+    BookedLink,
+    Event,
+    IllegalTransition,
+    Reservation,
+    State,
+    User,
+)
 from pcc.controller.settings import Settings
 from pcc.controller.slots import SiteDemand, Step, Window, earliest_windows, free_steps
 from pcc.controller.store import SiteRecord, Store
@@ -34,6 +44,7 @@ USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 MAX_SPAN_S = 366 * 86_400  # the longest window a calendar question may cover, and a reservation
 MAX_AHEAD_S = 10 * 365 * 86_400  # how far ahead a reservation may begin
 MAX_TOKEN_S = 10 * 365 * 86_400  # the longest lifetime a token may be given (or none: no expiry)
+BOOKING_REF = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")  # LibreBooking's reference numbers
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\Z")
 
 
@@ -318,15 +329,25 @@ class Service:
         ssh_key: str = "",
         owner: str | None = None,
         now: float | None = None,
+        booking: str | None = None,
     ) -> Reservation:
         """Admit and store a reservation. The calendar check and the insert are one SQLite
-        ``BEGIN IMMEDIATE`` transaction: two admissions never both take the last CPUs."""
+        ``BEGIN IMMEDIATE`` transaction: two admissions never both take the last CPUs.
+
+        ``booking``, a LibreBooking reference number, links the reservation to that booking
+        in the same transaction; a booking already linked gets its reservation back instead
+        of a second one (so a repeated or concurrent poll never reserves twice)."""
         now = time.time() if now is None else now
         res = self._proposed(actor, image, sites, begin, end, title, ssh_key, owner, now)
         try:
             with self.store.immediate():
+                link = self.store.booked_link(booking) if booking else None
+                if link is not None and link.reservation:
+                    return self.store.reservation(link.reservation)
                 self._admit_all(sites, begin, end)
                 saved = self.store.add_reservation(res)
+                if booking:
+                    self.store.put_booked_link(booking, reservation=saved.id, rejected="")
         except CapacityError as exc:
             raise self._with_next_window(exc, sites, begin, end) from None
         names = ", ".join(s.site for s in sites)
@@ -474,6 +495,54 @@ class Service:
             log.info("reservation %s now ends at %s (by %s)", rid, iso(end), actor.name)
         return self.store.reservation(rid)
 
+    # -- LibreBooking: the connector's links and its users ---------------------------------------
+    def booked_links(self, actor: Actor) -> dict[str, BookedLink]:
+        """Every booking the connector has seen, by reference number."""
+        self._admin_only(actor, "read the LibreBooking links")
+        return self.store.booked_links()
+
+    def record_booked(self, actor: Actor, reference: str, **fields: Any) -> BookedLink:
+        """Change what PCC keeps of a booking: ``reservation`` (None unlinks it, to book it
+        again), ``fingerprint``, ``status`` (written back), ``rejected`` (why it is not one)."""
+        self._admin_only(actor, "link LibreBooking bookings")
+        allowed = {"reservation", "fingerprint", "status", "rejected"}
+        if not fields or set(fields) - allowed:
+            raise ValueError(f"record_booked takes some of {sorted(allowed)}, got {sorted(fields)}")
+        if not BOOKING_REF.match(reference):
+            raise UserInputError(f"not a LibreBooking reference number: {reference[:60]!r}")
+        return self.store.put_booked_link(reference, **fields)
+
+    def calendar_user(self, actor: Actor, name: str, email: str, ssh_key: str) -> User:
+        """The PCC user a calendar's user is: the PCC user of that name, else the one user
+        with that email; else a new user named after them (their name, else their email's
+        local part, made a valid PCC name), with their email and (if valid) their key."""
+        self._admin_only(actor, "map calendar users")
+        name = name.strip().lower()
+        user = self.store.user(name) if USER_NAME.match(name) else None
+        if user is None and email:
+            user = self.store.user_by_email(email)
+        if user is not None:
+            return user
+        plain = [_plain(name), _plain(email.split("@")[0])]
+        candidates = [c[:32] for c in (*plain, *(f"u-{p}" for p in plain if p)) if c]
+        new_name = next((c for c in candidates if USER_NAME.match(c) and not self.store.user(c)), None)
+        if new_name is None:
+            raise UserInputError(
+                f"the calendar user {name[:60]!r} has no name PCC can use (lower-case letters, "
+                "digits, '_' and '-'); an admin can add them with `pcc users add`"
+            )
+        valid_email = email if EMAIL.match(email) else ""
+        try:
+            key = self._key(ssh_key, new_name) if ssh_key else ""
+        except UserInputError:
+            key = ""  # a bad key in their profile is reported on the booking that needs it
+        try:
+            return self.add_user(actor, new_name, valid_email, key)
+        except Conflict:  # created meanwhile (two polls at once)
+            found = self.store.user(new_name)
+            assert found is not None
+            return found
+
     # -- the calendar: free capacity and slots ----------------------------------------------------
     def availability(self, actor: Actor, name: str, begin: int, end: int) -> list[Step]:
         """Free CPUs and memory at site ``name`` over ``[begin, end)``: a step function."""
@@ -549,6 +618,11 @@ class Service:
     def _admin_only(actor: Actor, what: str) -> None:
         if not actor.admin:
             raise Forbidden(f"only an admin may {what}")
+
+
+def _plain(text: str) -> str:
+    """``text`` as a PCC user name might be: lower case, runs of other characters as '-'."""
+    return re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")
 
 
 def _public(res: Reservation) -> Reservation:

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pcc.booked.config import BookedConfig
 from pcc.common.errors import ConfigError, UserInputError
 from pcc.common.names import CLUSTER_NAME
 from pcc.common.tomlcfg import TomlReader, read_toml
@@ -130,6 +131,7 @@ class Settings:
     metrics_port: int = 9464  # /metrics on 127.0.0.1; 0 turns it off
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    booked: BookedConfig | None = None  # the LibreBooking connector; None: off
     state_dir_reason: str = "from the configuration's state_dir"
 
     @classmethod
@@ -195,9 +197,12 @@ class Settings:
             api = ApiConfig.parse(
                 api_reader.get("listen", str, "127.0.0.1:8080"), f"{path}: [api] listen", session_s
             )
+        booked_reader = top.sub("booked", required=False)
+        booked = BookedConfig.parse(booked_reader) if booked_reader is not None else None
         metrics = top.sub("metrics", required=False)
         metrics_port = metrics.get("port", int, 9464) if metrics is not None else 9464
         return cls(
+            booked=booked,
             api=api,
             notify=notify,
             metrics_port=metrics_port,

@@ -23,6 +23,7 @@ from pcc.controller.model import (
     HOLDING,
     TERMINAL,
     Allocation,
+    BookedLink,
     Event,
     Reservation,
     State,
@@ -57,6 +58,7 @@ class SiteRecord:
     last_good: float | None = None
     images: tuple[str, ...] | None = None  # None: never reported
     pragma_version: str = ""  # the site tool's, as its last answer said
+    staging_dir: str = ""  # where the site stages images (its temporary directory)
     reserved_cpus: int = 0  # held by reservations at the moment the record was read
     reserved_memory_gb: float = 0.0
 
@@ -108,6 +110,10 @@ class Store:
 
     def users(self) -> list[User]:
         return [self._user(r) for r in self.db["users"].rows_where(order_by="name")]
+
+    def user_by_email(self, email: str) -> User | None:
+        rows = list(self.db["users"].rows_where("lower(email) = lower(?) and email != ''", [email], limit=2))
+        return self._user(rows[0]) if len(rows) == 1 else None
 
     def user(self, name: str) -> User | None:
         # Plain SQL: every API call reads its user, and sqlite-utils' table lookup would
@@ -246,12 +252,20 @@ class Store:
                     last_good=h.get("last_good"),
                     images=catalog[0] if catalog else None,
                     pragma_version=h.get("pragma_version") or "",
+                    staging_dir=h.get("staging_dir") or "",
                 )
             )
         return out
 
     def record_health(
-        self, site: str, health: str, reason: str, when: float, seconds: float, pragma_version: str = ""
+        self,
+        site: str,
+        health: str,
+        reason: str,
+        when: float,
+        seconds: float,
+        pragma_version: str = "",
+        staging_dir: str = "",
     ) -> str | None:
         """Store a probe's verdict; a change of health is an event. Returns the previous
         health when it changed (``""`` for a site's first probe), else None. A probe that got
@@ -259,6 +273,7 @@ class Store:
         rows = list(self.db["site_health"].rows_where("site = ?", [site]))
         before = rows[0]["health"] if rows else ""
         version = pragma_version or (rows[0]["pragma_version"] if rows else "")
+        staging = staging_dir or (rows[0]["staging_dir"] if rows else "")
         last_good = when if health != "down" else (rows[0]["last_good"] if rows else None)
         with self.db.conn:
             self.db["site_health"].upsert(
@@ -270,6 +285,7 @@ class Store:
                     "last_good": last_good,
                     "probe_seconds": seconds,
                     "pragma_version": version,
+                    "staging_dir": staging,
                 },
                 pk="site",
             )
@@ -302,6 +318,36 @@ class Store:
             {"reservation": reservation, "site": site, "kind": kind, "channel": channel, "sent": time.time()},
             ignore=True,
         )
+
+    # -- LibreBooking links -------------------------------------------------------------------
+    @staticmethod
+    def _link(r: dict[str, Any]) -> BookedLink:
+        return BookedLink(r["reference"], r["reservation"], r["fingerprint"], r["status"], r["rejected"])
+
+    def booked_links(self) -> dict[str, BookedLink]:
+        return {r["reference"]: self._link(r) for r in self.db["booked_links"].rows}
+
+    def booked_link(self, reference: str) -> BookedLink | None:
+        rows = list(self.db["booked_links"].rows_where("reference = ?", [reference]))
+        return self._link(rows[0]) if rows else None
+
+    def put_booked_link(self, reference: str, **fields: Any) -> BookedLink:
+        """Create or change the link of booking ``reference`` (only the ``fields`` given)."""
+        now = time.time()
+        with self.immediate():
+            if self.booked_link(reference) is None:
+                self.db["booked_links"].insert(
+                    {"reference": reference, "created": now, "updated": now, **fields}
+                )
+            else:
+                self.db["booked_links"].update(reference, {**fields, "updated": now})
+        found = self.booked_link(reference)
+        assert found is not None
+        return found
+
+    def delete_booked_link(self, reference: str) -> None:
+        with self.db.conn:
+            self.db.execute("delete from booked_links where reference = ?", [reference])
 
     # -- reservations ------------------------------------------------------------------------
     def next_id(self) -> tuple[str, int]:

@@ -160,7 +160,17 @@ def start_sshd(
     )
     if proc.returncode != 0:
         raise PccError(f"sshd for the site on {address}:{SSH_PORT} did not start: {proc.stderr.strip()}")
-    pid = wait_for_pid_file(pid_file, f"sshd for the site on {address}:{SSH_PORT}")
+    try:
+        pid = wait_for_pid_file(pid_file, f"sshd for the site on {address}:{SSH_PORT}")
+    except PccError as exc:
+        said = (
+            (directory / "sshd.log").read_text(errors="replace")[-500:].strip()
+            if (directory / "sshd.log").exists()
+            else ""
+        )
+        raise PccError(
+            f"{exc} (is another server listening there?); its log says: {said or 'nothing'}"
+        ) from None
     host_pub = " ".join((directory / "ssh_host_ed25519_key.pub").read_text().split()[:2])
     return pid, host_pub
 

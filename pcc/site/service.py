@@ -411,4 +411,5 @@ class SiteService:
                 cfg.memory_mb, cfg.reserve_memory_mb, used_mem, cfg.usable_memory_mb - used_mem
             ),
             network_mode=cfg.network.mode,
+            staging_path=str(cfg.staging),
         )

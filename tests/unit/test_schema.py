@@ -164,6 +164,8 @@ def test_a_store_from_before_versions_migrates_without_losing_a_row(v0: Path) ->
     assert store.notice_sent("r00001", "a", "running", "webhook")
     assert store.notice_sent("r00004", "a", "failed", "email")
     assert not store.notice_sent("r00002", "a", "running", "email")
+    # Version 4's: no booking is linked yet, and no site has said where it stages images.
+    assert store.booked_links() == {} and {h["staging_dir"] for h in health.values()} == {""}
 
 
 def test_the_migrated_store_goes_on_working(v0: Path) -> None:
@@ -300,3 +302,21 @@ def test_a_step_another_process_applied_meanwhile_is_not_applied_again(
     steps = [Migration(m.version, m.summary, lambda conn, v=m.version: ran.append(v)) for m in MIGRATIONS]
     assert migrate(connect(tmp_path / "pcc.db"), steps) == LATEST
     assert ran == []
+
+
+def test_a_version_3_store_with_rows_gains_booking_links_and_staging_dirs(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "pcc.db")
+    assert migrate(conn, MIGRATIONS[:3]) == 3
+    conn.execute(
+        "insert into site_health (site, health, reason, last_probe, last_good, probe_seconds, "
+        "pragma_version) values ('a', 'up', '', 1.0, 1.0, 0.2, '0.3.0')"
+    )
+    conn.close()
+    store = Store(tmp_path / "pcc.db")
+    assert user_version(store.db.conn) == LATEST
+    assert store.site_health()["a"]["pragma_version"] == "0.3.0"
+    store.record_health("a", "up", "", 2.0, 0.1, staging_dir="/var/tmp/pragma")
+    store.record_health("a", "up", "", 3.0, 0.1)  # an answer without it keeps the last one
+    assert store.site_health()["a"]["staging_dir"] == "/var/tmp/pragma"
+    store.put_booked_link("ref1", rejected="short of CPUs")
+    assert store.booked_link("ref1").rejected == "short of CPUs"  # type: ignore[union-attr]

@@ -1,0 +1,1 @@
+"""The LibreBooking (Booked Scheduler) connector: a site calendar as a PCC front end."""
