@@ -179,7 +179,9 @@ class Connector:
                 # Begun already (PCC was down): the rest of its window.
                 detail.start if detail.start >= now - START_SLACK_S else int(now),
                 detail.end,
-                title=(detail.title or f"LibreBooking {reference}")[:200].replace("\n", " "),
+                title="".join(
+                    c if c.isprintable() else " " for c in detail.title or f"LibreBooking {reference}"
+                )[:200],
                 ssh_key=key,
                 now=now,
                 booking=reference,

@@ -60,6 +60,12 @@ def test_the_wheel_carries_config_templates_drivers_and_console_scripts(wheel: P
         "pcc/web/static/vendor/swagger-ui-5.35.0/LICENSE",
     ):
         assert path in names, path
+    # Every package of the checkout is in the wheel: one missing from pyproject's list
+    # imports in a checkout and fails in an install.
+    for init in sorted(REPO.glob("pcc/**/__init__.py")) + sorted(REPO.glob("drivers/**/__init__.py")):
+        rel = init.relative_to(REPO)
+        name = rel.as_posix() if rel.parts[0] == "pcc" else f"pcc/{rel.as_posix()}"
+        assert name in names, f"{rel}: add its package to [tool.setuptools] packages in pyproject.toml"
     # The page's templates and style ship too (the web page runs from a wheel).
     assert any(n.startswith("pcc/web/templates/") and n.endswith(".html") for n in names)
     assert "pcc/web/static/pcc.css" in names
