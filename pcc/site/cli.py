@@ -12,6 +12,9 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import os
+import re
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -210,6 +213,55 @@ def render_check(r: protocol.CheckReport) -> str:
     return "\n".join(lines + [f"problem: {p}" for p in r.problems])
 
 
+def _host_facts(args: dict[str, str]) -> Any:
+    """What import-config cannot read from pragma_boot's files: this host's name, CPUs and memory
+    (each overridden by name=, cpus=, memory_mb=)."""
+    from pcc.site.import_config import HostFacts
+
+    default = (
+        re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().split(".")[0].lower()).strip("-") or "pragma-site"
+    )
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (ValueError, OSError):
+        memory = 1024
+    return HostFacts(
+        name=args.get("name", default[:40].strip("-") or "pragma-site"),
+        cpus=_int(args["cpus"], "cpus") if "cpus" in args else os.cpu_count() or 1,
+        memory_mb=_int(args["memory_mb"], "memory_mb") if "memory_mb" in args else max(memory, 1),
+        guessed=frozenset(k for k in ("name", "cpus", "memory_mb") if k not in args),
+    )
+
+
+def _read_conf(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+
+
+def run_import_config(_: Any, args: dict[str, str]) -> Any:
+    from pcc.site.import_config import import_config
+
+    site, driver = Path(args["site_conf"]), args.get("driver_conf")
+    result = import_config(
+        _read_conf(site),
+        str(site),
+        _read_conf(Path(driver)) if driver else None,
+        driver,
+        _host_facts(args),
+    )
+    for warning in result.warnings:
+        log.warning("import-config: %s", warning)
+    return result
+
+
+def render_import_config(result: Any) -> str:
+    return str(result.toml).rstrip("\n")
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         ("boot",),
@@ -259,6 +311,16 @@ COMMANDS: tuple[Command, ...] = (
         "self-check for health probes: config, driver, repository, capacity",
         run_check,
         render_check,
+    ),
+    Command(
+        ("import-config",),
+        ("site_conf", "driver_conf"),
+        1,
+        ("name", "cpus", "memory_mb"),
+        "print the site TOML for pragma_boot's site_conf.conf and its driver's file (kvm_rocks.conf,"
+        " opennebula.conf), read as data and never run; name, cpus, memory_mb default to this host's",
+        run_import_config,
+        render_import_config,
     ),
 )
 
