@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "pcc.drivers"
 BUILTIN: dict[str, str] = {
     "libvirt": "pcc.drivers.libvirt:LibvirtDriver",
     "ec2": "pcc.drivers.ec2:Ec2Driver",
+    "rocks": "pcc.drivers.rocks:RocksDriver",
 }
 
 
