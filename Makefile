@@ -76,7 +76,7 @@ $(CONSTRAINTS): condor
 $(VENV_STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(VENV)/bin/python && $(VENV)/bin/python -c 'import sys; sys.exit(sys.base_prefix != "/usr")' \
 	  || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
-	$(VENV)/bin/pip install -q -c $(CONSTRAINTS) -e '.[controller,libvirt,ec2,test]'
+	$(VENV)/bin/pip install -q -c $(CONSTRAINTS) -e '.[controller,libvirt,ec2,opennebula,test]'
 	touch $@
 
 venv: $(VENV_STAMP)

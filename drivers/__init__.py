@@ -25,6 +25,7 @@ BUILTIN: dict[str, str] = {
     "libvirt": "pcc.drivers.libvirt:LibvirtDriver",
     "ec2": "pcc.drivers.ec2:Ec2Driver",
     "rocks": "pcc.drivers.rocks:RocksDriver",
+    "opennebula": "pcc.drivers.opennebula:OpenNebulaDriver",
 }
 
 

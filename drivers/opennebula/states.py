@@ -1,0 +1,112 @@
+"""OpenNebula's VM states onto PCC's: one table keyed by ``(STATE, LCM_STATE)`` as
+``one.vm.info`` reports them, read with ``.get(key, NodeState.UNKNOWN)``.
+
+The numbers are OpenNebula's (``include/VirtualMachine.h``; pyone's ``VM_STATE`` and
+``LCM_STATE`` enums carry the same). A VM that is not ACTIVE has LCM_STATE 0 (LCM_INIT);
+anything else, and any number a newer OpenNebula adds, is ``unknown``.
+"""
+
+from __future__ import annotations
+
+from pcc.common.protocol import NodeState
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# VM_STATE
+VM_STATES: dict[str, int] = {
+    "INIT": 0,
+    "PENDING": 1,
+    "HOLD": 2,
+    "ACTIVE": 3,
+    "STOPPED": 4,
+    "SUSPENDED": 5,
+    "DONE": 6,
+    "FAILED": 7,
+    "POWEROFF": 8,
+    "UNDEPLOYED": 9,
+    "CLONING": 10,
+    "CLONING_FAILURE": 11,
+}
+ACTIVE = VM_STATES["ACTIVE"]
+DONE = VM_STATES["DONE"]
+
+# LCM_STATE (meaningful while STATE is ACTIVE)
+LCM_STATES: dict[str, int] = {
+    name: number
+    for number, name in enumerate(
+        _words(
+            """LCM_INIT PROLOG BOOT RUNNING MIGRATE SAVE_STOP SAVE_SUSPEND SAVE_MIGRATE PROLOG_MIGRATE
+        PROLOG_RESUME EPILOG_STOP EPILOG SHUTDOWN CANCEL FAILURE CLEANUP_RESUBMIT UNKNOWN HOTPLUG
+        SHUTDOWN_POWEROFF BOOT_UNKNOWN BOOT_POWEROFF BOOT_SUSPENDED BOOT_STOPPED CLEANUP_DELETE
+        HOTPLUG_SNAPSHOT HOTPLUG_NIC HOTPLUG_SAVEAS HOTPLUG_SAVEAS_POWEROFF HOTPLUG_SAVEAS_SUSPENDED
+        SHUTDOWN_UNDEPLOY EPILOG_UNDEPLOY PROLOG_UNDEPLOY BOOT_UNDEPLOY HOTPLUG_PROLOG_POWEROFF
+        HOTPLUG_EPILOG_POWEROFF BOOT_MIGRATE BOOT_FAILURE BOOT_MIGRATE_FAILURE PROLOG_MIGRATE_FAILURE
+        PROLOG_FAILURE EPILOG_FAILURE EPILOG_STOP_FAILURE EPILOG_UNDEPLOY_FAILURE PROLOG_MIGRATE_POWEROFF
+        PROLOG_MIGRATE_POWEROFF_FAILURE PROLOG_MIGRATE_SUSPEND PROLOG_MIGRATE_SUSPEND_FAILURE
+        BOOT_UNDEPLOY_FAILURE BOOT_STOPPED_FAILURE PROLOG_RESUME_FAILURE PROLOG_UNDEPLOY_FAILURE
+        DISK_SNAPSHOT_POWEROFF DISK_SNAPSHOT_REVERT_POWEROFF DISK_SNAPSHOT_DELETE_POWEROFF
+        DISK_SNAPSHOT_SUSPENDED DISK_SNAPSHOT_REVERT_SUSPENDED DISK_SNAPSHOT_DELETE_SUSPENDED
+        DISK_SNAPSHOT DISK_SNAPSHOT_REVERT DISK_SNAPSHOT_DELETE PROLOG_MIGRATE_UNKNOWN
+        PROLOG_MIGRATE_UNKNOWN_FAILURE DISK_RESIZE DISK_RESIZE_POWEROFF DISK_RESIZE_UNDEPLOYED
+        HOTPLUG_NIC_POWEROFF HOTPLUG_RESIZE HOTPLUG_SAVEAS_UNDEPLOYED HOTPLUG_SAVEAS_STOPPED"""
+        )
+    )
+}
+
+_BY_STATE: dict[str, NodeState] = {
+    "INIT": NodeState.PENDING,
+    "PENDING": NodeState.PENDING,  # waiting for the scheduler
+    "HOLD": NodeState.PENDING,
+    "STOPPED": NodeState.STOPPED,
+    "SUSPENDED": NodeState.STOPPED,
+    "DONE": NodeState.STOPPED,  # terminated
+    "FAILED": NodeState.ERROR,
+    "POWEROFF": NodeState.STOPPED,
+    "UNDEPLOYED": NodeState.STOPPED,
+    "CLONING": NodeState.PENDING,  # its disks are being copied
+    "CLONING_FAILURE": NodeState.ERROR,
+}
+
+# ACTIVE: how each LCM state reads from outside.
+_BOOTING = _words(
+    """LCM_INIT PROLOG BOOT PROLOG_RESUME PROLOG_UNDEPLOY BOOT_UNKNOWN BOOT_POWEROFF BOOT_SUSPENDED
+    BOOT_STOPPED BOOT_UNDEPLOY BOOT_MIGRATE PROLOG_MIGRATE_UNKNOWN CLEANUP_RESUBMIT"""
+)
+_RUNNING = _words(
+    """RUNNING MIGRATE SAVE_MIGRATE PROLOG_MIGRATE HOTPLUG HOTPLUG_SNAPSHOT HOTPLUG_NIC HOTPLUG_SAVEAS
+    DISK_SNAPSHOT DISK_SNAPSHOT_REVERT DISK_SNAPSHOT_DELETE DISK_RESIZE HOTPLUG_RESIZE"""
+)
+_STOPPED = _words(
+    """SAVE_STOP SAVE_SUSPEND EPILOG_STOP EPILOG SHUTDOWN CANCEL SHUTDOWN_POWEROFF CLEANUP_DELETE
+    HOTPLUG_SAVEAS_POWEROFF HOTPLUG_SAVEAS_SUSPENDED SHUTDOWN_UNDEPLOY EPILOG_UNDEPLOY
+    HOTPLUG_PROLOG_POWEROFF HOTPLUG_EPILOG_POWEROFF PROLOG_MIGRATE_POWEROFF PROLOG_MIGRATE_SUSPEND
+    DISK_SNAPSHOT_POWEROFF DISK_SNAPSHOT_REVERT_POWEROFF DISK_SNAPSHOT_DELETE_POWEROFF
+    DISK_SNAPSHOT_SUSPENDED DISK_SNAPSHOT_REVERT_SUSPENDED DISK_SNAPSHOT_DELETE_SUSPENDED
+    DISK_RESIZE_POWEROFF DISK_RESIZE_UNDEPLOYED HOTPLUG_NIC_POWEROFF HOTPLUG_SAVEAS_UNDEPLOYED
+    HOTPLUG_SAVEAS_STOPPED"""
+)
+_ERROR = [name for name in LCM_STATES if name.endswith("FAILURE")]
+# LCM "UNKNOWN" (the host stopped answering) stays out of the table: it reads as unknown.
+
+STATE_TABLE: dict[tuple[int, int], NodeState] = {
+    **{(VM_STATES[name], 0): state for name, state in _BY_STATE.items()},
+    **{(ACTIVE, LCM_STATES[n]): NodeState.BOOTING for n in _BOOTING},
+    **{(ACTIVE, LCM_STATES[n]): NodeState.RUNNING for n in _RUNNING},
+    **{(ACTIVE, LCM_STATES[n]): NodeState.STOPPED for n in _STOPPED},
+    **{(ACTIVE, LCM_STATES[n]): NodeState.ERROR for n in _ERROR},
+}
+
+
+def node_state(state: int, lcm_state: int) -> NodeState:
+    return STATE_TABLE.get((state, lcm_state), NodeState.UNKNOWN)
+
+
+def describe(state: int, lcm_state: int) -> str:
+    """``ACTIVE/RUNNING``-style text for logs and ``extra`` (numbers when unknown)."""
+    names = {v: k for k, v in VM_STATES.items()}
+    lcm_names = {v: k for k, v in LCM_STATES.items()}
+    text = names.get(state, str(state))
+    return f"{text}/{lcm_names.get(lcm_state, str(lcm_state))}" if state == ACTIVE else text
