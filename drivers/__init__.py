@@ -26,6 +26,7 @@ BUILTIN: dict[str, str] = {
     "ec2": "pcc.drivers.ec2:Ec2Driver",
     "rocks": "pcc.drivers.rocks:RocksDriver",
     "opennebula": "pcc.drivers.opennebula:OpenNebulaDriver",
+    "simulated": "pcc.drivers.simulated:SimulatedDriver",
 }
 
 

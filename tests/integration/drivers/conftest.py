@@ -13,7 +13,7 @@ import pytest
 from pcc.dev import demo
 from tests.integration.drivers.harness import Harness
 
-DRIVERS = ("libvirt", "ec2", "rocks", "opennebula")
+DRIVERS = ("libvirt", "ec2", "rocks", "opennebula", "simulated")
 
 
 @pytest.fixture(scope="module", params=DRIVERS)
