@@ -42,18 +42,26 @@ def make_site(root: Path, name: str, address: str, ports: tuple[int, int], contr
     site = Site(root=site_root, account=user, forward_address=address, ports=ports)
     site.write_config(cpus=4, memory_mb=2048)
     daemon = start_libvirt_session(user)
+    # The account's libvirt keeps persistent domains in its home: a run that was killed
+    # leaves its clusters there, which a new run's clusters of the same name would meet.
+    remove_domains(site)
     pid, host_pub = demo.start_sshd(
         site_root / "sshd", address, user, controller_pub, f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
     )
     return SshSite(name, address, site, pid, daemon, host_pub)
 
 
-def stop_site(s: SshSite) -> None:
-    for domain in s.site.domains():
-        state = as_site_user(s.site.account, ["virsh", "-c", "qemu:///session", "domstate", domain]).stdout
+def remove_domains(site: Site) -> None:
+    """Destroy and undefine every PCC domain of the site account's libvirt session."""
+    for domain in site.domains():
+        state = as_site_user(site.account, ["virsh", "-c", "qemu:///session", "domstate", domain]).stdout
         if "running" in state:
-            s.site.virsh("destroy", domain)
-        s.site.virsh("undefine", domain)
+            site.virsh("destroy", domain)
+        site.virsh("undefine", domain)
+
+
+def stop_site(s: SshSite) -> None:
+    remove_domains(s.site)
     subprocess.run(["pkill", "-u", s.site.account.pw_name, "-f", "pcc.drivers.libvirt.hub"], check=False)
     for pid in (s.sshd_pid,):
         if pid:
