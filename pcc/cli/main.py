@@ -44,7 +44,7 @@ class ExitStatus(enum.IntEnum):
     OK = 0
     ERROR = 1
     USAGE = 2  # bad configuration or input, or no such thing (NotFound, Forbidden)
-    POOL = 3  # the HTCondor pool is not installed or not running
+    POOL = 3  # the HTCondor pool is not installed, not running, or not set up for PCC (condor check)
     REFUSED = 4  # HTCondor refused an operation, or the request conflicts (capacity, state)
     UNAUTHENTICATED = 5  # a client with no API token, or one the controller refuses
     INTERRUPTED = 130
@@ -68,7 +68,8 @@ EXIT_CODES = """exit codes:
   0  success
   1  error
   2  bad configuration or bad input, or no such reservation
-  3  the HTCondor pool is not installed or not running
+  3  the HTCondor pool is not installed or not running; for `pcc condor check`: a
+     setting of the pool would make reservations late or stall
   4  HTCondor refused an operation, or the request conflicts (not enough capacity, ...)
   5  not logged in: no API token for --url, or the controller refused it
   130 interrupted
@@ -170,6 +171,53 @@ def _print_status(status, out: TextIO, output: str) -> int:  # type: ignore[no-u
     return 0
 
 
+def cmd_condor_check(args: argparse.Namespace, out: TextIO) -> int:
+    """Name each setting of the pool PCC is pointed at (embedded or existing) that would make
+    reservations late or stall, with the value to set; exit 3 when there is one."""
+    from pcc.condor.adapter import use_pool
+    from pcc.condor.knobs import findings, read_values
+
+    settings = _settings(args)
+    if settings.embedded:
+        pool = settings.embedded_pool()
+        config, ids = pool.config_file, pool.client_env().get("CONDOR_IDS")
+        if not config.is_file():
+            raise PoolError(
+                f"the embedded pool has no configuration yet ({config}; {settings.where()}): "
+                "start it with `pcc condor start`"
+            )
+    else:
+        assert settings.external_condor_config is not None
+        config, ids = settings.external_condor_config, None  # CONDOR_IDS, if needed, from the environment
+    use_pool(config, ids)
+    pool_values = read_values()
+    found = findings(pool_values.values)
+    if args.output == "json":
+        doc = {
+            "condor_config": str(config),
+            "ok": not found,
+            "read_from": pool_values.sources,
+            "settings": pool_values.values,
+            "findings": [asdict(f) for f in found],
+        }
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+    else:
+        for daemon, source in pool_values.sources.items():
+            print(f"{daemon} settings read from {source}", file=out)
+        for finding in found:
+            print(finding.text(), file=out)
+        if found:
+            print(
+                f"the pool at CONDOR_CONFIG={config} would make reservations late or stall: "
+                f"{len(found)} setting{'s' if len(found) > 1 else ''} to change (then condor_reconfig)",
+                file=out,
+            )
+        else:
+            print(f"the pool at CONDOR_CONFIG={config} is set up for PCC", file=out)
+    return ExitStatus.POOL if found else ExitStatus.OK
+
+
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from pcc.controller.serve import serve
 
@@ -224,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     accounts.add_commands(sub)
     booked.add_commands(sub)
 
-    condor = sub.add_parser("condor", help="the embedded personal HTCondor pool")
+    condor = sub.add_parser("condor", help="the embedded personal HTCondor pool (`check`: any pool PCC uses)")
     csub = condor.add_subparsers(dest="condor_command", metavar="ACTION", required=True)
     inst = csub.add_parser("install", help="install Debian's HTCondor into the state directory")
     inst.add_argument("--force", action="store_true", help="reinstall even if installed")
@@ -233,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("start", cmd_condor_start, "start the pool and wait until it can run jobs"),
         ("stop", cmd_condor_stop, "stop the pool"),
         ("status", cmd_condor_status, "print CONDOR_CONFIG, tool and log paths"),
+        (
+            "check",
+            cmd_condor_check,
+            "name the settings of the pool PCC uses (embedded or existing) that would make "
+            "reservations late or stall, with the values to set",
+        ),
     ):
         p = csub.add_parser(name, help=text)
         p.set_defaults(handler=handler)
