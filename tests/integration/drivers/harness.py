@@ -48,6 +48,33 @@ class Harness:
         return run_pragma(self.service.config.path, args, {**os.environ, **self.env}, timeout)
 
 
+def _domain(name: str, memory_mib: int, extra: str) -> str:
+    return f"""    <domain type='kvm'>
+      <name>{name}</name>
+      <memory unit='MiB'>{memory_mib}</memory>
+      <vcpu>1</vcpu>
+      {extra}
+      <devices>
+        <disk type='file' device='disk'>
+          <driver name='qemu' type='qcow2'/>
+          <source file='disk.qcow2'/>
+          <target dev='vda' bus='virtio'/>
+        </disk>
+      </devices>
+    </domain>"""
+
+
+def vc_in(description: str, frontend: tuple[str, int, str], compute: tuple[str, int, str]) -> str:
+    """A repository entry (``<vc type='Local Beowulf'>``) of one-disk, one-CPU domains; each
+    role is its domain's name, memory (MiB) and one more element (the back-end's
+    ``<metadata>``, an ``<os>``)."""
+    return (
+        f"<vc type='Local Beowulf'>\n  <description>{description}</description>\n"
+        f"  <frontend>\n{_domain(*frontend)}\n  </frontend>\n"
+        f"  <compute>\n{_domain(*compute)}\n  </compute>\n</vc>\n"
+    )
+
+
 def run_pragma(
     config: Path, args: tuple[str, ...], env: Mapping[str, str], timeout: float
 ) -> tuple[int, dict[str, Any]]:

@@ -20,7 +20,7 @@ from pcc.dev.moto_server import ACCESS_KEY_ID, REGION, SECRET_ACCESS_KEY, MotoSe
 from pcc.drivers.ec2 import Ec2Driver
 from pcc.site import config as site_config
 from pcc.site.service import SiteService
-from tests.integration.drivers.harness import Harness
+from tests.integration.drivers.harness import Harness, vc_in
 
 SITE = "ec2test"
 IMAGE = "tiny"
@@ -28,44 +28,11 @@ AMI_NAME = "pcc-tiny-test"  # the frontend's, named in the entry by name
 COMPUTE_AMI_NAME = "pcc-tiny-compute-test"  # the compute's, named in the entry by id
 MISSING_AMI = "ami-00000000000000dea"  # an id no image has
 
-VC_IN = """<vc type='Local Beowulf'>
-  <description>Tiny test cluster on EC2 (the AMI is named, not a disk)</description>
-  <frontend>
-    <domain type='kvm'>
-      <name>tiny-frontend</name>
-      <memory unit='MiB'>256</memory>
-      <vcpu>1</vcpu>
-      <metadata>
-        <ec2:image xmlns:ec2='urn:pcc:ec2:1' name='{ami}'/>
-      </metadata>
-      <devices>
-        <disk type='file' device='disk'>
-          <driver name='qemu' type='qcow2'/>
-          <source file='disk.qcow2'/>
-          <target dev='vda' bus='virtio'/>
-        </disk>
-      </devices>
-    </domain>
-  </frontend>
-  <compute>
-    <domain type='kvm'>
-      <name>tiny-compute</name>
-      <memory unit='MiB'>256</memory>
-      <vcpu>1</vcpu>
-      <metadata>
-        <ec2:image xmlns:ec2='urn:pcc:ec2:1' id='{compute_ami}'/>
-      </metadata>
-      <devices>
-        <disk type='file' device='disk'>
-          <driver name='qemu' type='qcow2'/>
-          <source file='disk.qcow2'/>
-          <target dev='vda' bus='virtio'/>
-        </disk>
-      </devices>
-    </domain>
-  </compute>
-</vc>
-"""
+VC_IN = vc_in(
+    "Tiny test cluster on EC2 (the AMI is named, not a disk)",
+    ("tiny-frontend", 256, "<metadata><ec2:image xmlns:ec2='urn:pcc:ec2:1' name='{ami}'/></metadata>"),
+    ("tiny-compute", 256, "<metadata><ec2:image xmlns:ec2='urn:pcc:ec2:1' id='{compute_ami}'/></metadata>"),
+)
 
 SITE_TOML = """[site]
 name = "{site}"

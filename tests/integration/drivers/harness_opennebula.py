@@ -22,49 +22,25 @@ from pcc.site import config
 from pcc.site.service import SiteService
 from tests.fakes.opennebula import FakeCloud, start_fake_opennebula
 from tests.fakes.opennebula.seed import COMPUTE_TEMPLATE, ENT, FRONTEND_IMAGE, PUBLIC, USER, demo_cloud
-from tests.integration.drivers.harness import Harness
+from tests.integration.drivers.harness import Harness, vc_in
 
 IMAGE = "tiny-one"
 PASSWORD = "pcc-fake-secret"
 
-VC_IN = f"""<vc type='Local Beowulf'>
-  <description>Tiny cluster on OpenNebula: frontends from an image, computes from a template</description>
-  <frontend>
-    <domain type='kvm'>
-      <name>tiny-frontend</name>
-      <memory unit='MiB'>192</memory>
-      <vcpu>1</vcpu>
-      <metadata>
-        <one:opennebula xmlns:one='urn:pcc:opennebula:1' image='{FRONTEND_IMAGE}'/>
-      </metadata>
-      <devices>
-        <disk type='file' device='disk'>
-          <driver name='qemu' type='qcow2'/>
-          <source file='disk.qcow2'/>
-          <target dev='vda' bus='virtio'/>
-        </disk>
-      </devices>
-    </domain>
-  </frontend>
-  <compute>
-    <domain type='kvm'>
-      <name>tiny-compute</name>
-      <memory unit='MiB'>128</memory>
-      <vcpu>1</vcpu>
-      <metadata>
-        <one:opennebula xmlns:one='urn:pcc:opennebula:1' template='{COMPUTE_TEMPLATE}'/>
-      </metadata>
-      <devices>
-        <disk type='file' device='disk'>
-          <driver name='qemu' type='qcow2'/>
-          <source file='disk.qcow2'/>
-          <target dev='vda' bus='virtio'/>
-        </disk>
-      </devices>
-    </domain>
-  </compute>
-</vc>
-"""
+VC_IN = vc_in(
+    "Tiny cluster on OpenNebula: frontends from an image, computes from a template",
+    (
+        "tiny-frontend",
+        192,
+        f"<metadata><one:opennebula xmlns:one='urn:pcc:opennebula:1' image='{FRONTEND_IMAGE}'/></metadata>",
+    ),
+    (
+        "tiny-compute",
+        128,
+        "<metadata><one:opennebula xmlns:one='urn:pcc:opennebula:1' "
+        f"template='{COMPUTE_TEMPLATE}'/></metadata>",
+    ),
+)
 
 
 DRIVER_OPTIONS: dict[str, str] = {

@@ -14,45 +14,16 @@ from pcc.drivers.rocks import naming
 from pcc.site import config
 from pcc.site.service import SiteService
 from tests.fakes import rocks as standin
-from tests.integration.drivers.harness import Harness
+from tests.integration.drivers.harness import Harness, vc_in
 
 IMAGE = "rocks-tiny"
 PREFIX = "pcc-"
 
-VC_IN = """<vc type='Local Beowulf'>
-  <description>A disk-booting image for the Rocks stand-in (its disk is empty)</description>
-  <frontend>
-    <domain type='kvm'>
-      <name>rocks-tiny-frontend</name>
-      <memory unit='MiB'>256</memory>
-      <vcpu>1</vcpu>
-      <os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>
-      <devices>
-        <disk type='file' device='disk'>
-          <driver name='qemu' type='qcow2'/>
-          <source file='disk.qcow2'/>
-          <target dev='vda' bus='virtio'/>
-        </disk>
-      </devices>
-    </domain>
-  </frontend>
-  <compute>
-    <domain type='kvm'>
-      <name>rocks-tiny-compute</name>
-      <memory unit='MiB'>128</memory>
-      <vcpu>1</vcpu>
-      <os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>
-      <devices>
-        <disk type='file' device='disk'>
-          <driver name='qemu' type='qcow2'/>
-          <source file='disk.qcow2'/>
-          <target dev='vda' bus='virtio'/>
-        </disk>
-      </devices>
-    </domain>
-  </compute>
-</vc>
-"""
+VC_IN = vc_in(
+    "A disk-booting image for the Rocks stand-in (its disk is empty)",
+    ("rocks-tiny-frontend", 256, "<os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>"),
+    ("rocks-tiny-compute", 128, "<os><type arch='x86_64'>hvm</type><boot dev='hd'/></os>"),
+)
 
 SITE = """[site]
 name = "rocks-test"
