@@ -171,8 +171,10 @@ def leave_no_dags(ctl: controller_env.Controller, timeout: float = 180) -> None:
         batches = ctl.condor_q("-af", "JobBatchName").split()
         queued = sorted(set(rids) & set(batches))
         if not queued:
+            ctl.reconciler.remove_monitors()  # (the passes above kept them; this is the end)
             return
         time.sleep(1)
+    ctl.reconciler.remove_monitors()
     pytest.fail(f"the module's DAGs are still queued after {timeout:.0f} s: {queued}")
 
 

@@ -20,6 +20,7 @@ class PccState(enum.StrEnum):
     RUNNING = "running"  # every node runs
     DEGRADED = "degraded"  # some nodes run
     LOST = "lost"  # the site reports no nodes for the cluster
+    UNREACHABLE = "unreachable"  # the site's monitor cannot reach the site (never an end)
     ENDING = "ending"  # the reservation's end is reached
     STOPPING = "stopping"  # the teardown runs
     STOPPED = "stopped"  # torn down at every site

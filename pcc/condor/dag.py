@@ -34,17 +34,19 @@ from pcc.controller.settings import Settings
 TEMPLATES = "pcc.submit_templates"
 DAG_FILE = "reservation.dag"
 KEY_FILE = "key.pub"
+# The reservation's end as a submit-file line (``My.PccEnd = <epoch>``), which hold.sub
+# includes: rewritten on every extension, so a HOLD node DAGMan submits later (after a long
+# boot) waits for the end as it is then. See :func:`end_file_text` and :func:`write_end`.
+END_FILE = "end.sub"
 # The PccState each submit description gives its job when it is queued (``My.PccState``):
 # the templates say ``@{initial_state}`` and take it from here, so they speak the enum.
 INITIAL_STATES: Mapping[str, PccState] = {
     "boot.sub": PccState.SCHEDULED,
-    "watch.sub": PccState.BOOTED,
+    "hold.sub": PccState.BOOTED,
     "teardown.sub": PccState.STOPPING,
 }
 # A BOOT node exiting with this status is not retried: the site refused the boot for good.
 BOOT_UNLESS_EXIT = BOOT_PERMANENT_EXIT
-# A watch job that dies (a site error, a pool restart) comes back; the cluster stays up.
-HOLD_RETRIES = 5
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
 
 
@@ -78,8 +80,9 @@ def default_pcc_job() -> Path:
 def describe_dag(res: Reservation, settings: Settings, directory: Path) -> dags.DAG:
     """The DAG of ``res`` whose files live in ``directory``: per allocation ``BOOT_<site>``
     (retried ``boot_retries`` times unless it exits :data:`~pcc.common.jobstate.BOOT_PERMANENT_EXIT`) as the
-    parent of ``HOLD_<site>``; the ``FINAL`` node tears every site down, whether the DAG
-    succeeds, fails or is removed."""
+    parent of ``HOLD_<site>`` (no process: the schedd releases it at the end; not retried, as
+    nothing in it can fail but a removal, which must lead to FINAL too); the ``FINAL`` node
+    tears every site down, whether the DAG succeeds, fails or is removed."""
     dag = dags.DAG()
     for a in res.allocations:
         boot = dag.layer(
@@ -90,7 +93,6 @@ def describe_dag(res: Reservation, settings: Settings, directory: Path) -> dags.
                     "site": a.site,
                     "cpus": str(a.cpus),
                     "compute_cpus": str(a.cpus - FRONTEND_CPUS),
-                    "limit": settings.site(a.site).limit_name,
                 }
             ],
             retries=settings.timings.boot_retries,
@@ -98,9 +100,8 @@ def describe_dag(res: Reservation, settings: Settings, directory: Path) -> dags.
         )
         boot.child_layer(
             name=f"HOLD_{a.site}",
-            submit_description=directory / "watch.sub",
+            submit_description=directory / "hold.sub",
             vars=[{"site": a.site}],
-            retries=HOLD_RETRIES,
         )
     dag.final(name="FINAL", submit_description=directory / "teardown.sub")
     return dag
@@ -144,8 +145,8 @@ def _comment(res: Reservation) -> list[str]:
         f"PCC reservation {res.id}: {res.image} from {iso(res.begin)} to {iso(res.end)} (owner {res.owner}).",
         "Rendered by pcc.condor.dag from its description. Per allocation a BOOT_<site> node",
         "(`pragma boot` at the reserved time, retried by DAGMan unless the site refused for good)",
-        "then a HOLD_<site> node (watches the cluster until the end); the FINAL node tears every",
-        "site down, whether the DAG succeeds, fails or is removed.",
+        "then a HOLD_<site> node (held, no process, released by the schedd at the end in end.sub);",
+        "the FINAL node tears every site down, whether the DAG succeeds, fails or is removed.",
     ]
 
 
@@ -162,6 +163,7 @@ def render_submit_files(
         "begin": res.begin,
         "end": res.end,
         "dir": directory,
+        "controller": settings.controller_id,
         "pcc_job": env.pcc_job,
         "environment": env.render(),
     }
@@ -170,8 +172,10 @@ def render_submit_files(
             "boot_at": boot_at,
             "window": max(60, res.end - boot_at),
             "attempts": t.boot_retries + 1,
+            "boot_universe": settings.boot_universe,
+            "requirements": "",
         },
-        "watch.sub": {},
+        "hold.sub": {},
         "teardown.sub": {"sites": ",".join(a.site for a in res.allocations)},
     }
     return {
@@ -189,13 +193,37 @@ def render_files(
     return {
         DAG_FILE: dag,
         **render_submit_files(res, settings, env, directory),
+        END_FILE: end_file_text(res.end),
         KEY_FILE: res.ssh_key.strip() + "\n",
     }
 
 
-def dagman_attributes(res: Reservation) -> dict[str, str]:
+def end_file_text(end: int) -> str:
+    """The submit-file line hold.sub includes for the reservation's end (pure)."""
+    return f"My.PccEnd = {int(end)}\n"
+
+
+def read_end(directory: Path) -> int | None:
+    """The end the reservation's end file holds, or None if it has none readable."""
+    try:
+        text = (directory / END_FILE).read_text()
+    except OSError:
+        return None
+    found = re.fullmatch(r"My\.PccEnd = (\d{1,12})\n", text)
+    return int(found.group(1)) if found else None
+
+
+def write_end(directory: Path, end: int) -> None:
+    """Replace the end file at once (DAGMan never reads half of one)."""
+    tmp = directory / f".{END_FILE}.{os.getpid()}"
+    tmp.write_text(end_file_text(end))
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, directory / END_FILE)
+
+
+def dagman_attributes(res: Reservation, controller: str) -> dict[str, str]:
     """Custom attributes of the DAGMan job itself, set when it is submitted."""
-    return {"PccReservation": res.id, "PccOwner": res.owner}
+    return {"PccReservation": res.id, "PccOwner": res.owner, "PccRole": "dag", "PccController": controller}
 
 
 # -- write and submit --------------------------------------------------------------------------
@@ -218,5 +246,7 @@ def submit_reservation(
     carries its batch name, ``PccReservation`` and ``PccOwner`` from the submit on."""
     directory = settings.dag_dir / res.id
     dag = write_dag(render_files(res, settings, env, directory), directory, owner)
-    submitted = condor.submit_dag(dag, {"batch-name": res.id}, attributes=dagman_attributes(res))
+    submitted = condor.submit_dag(
+        dag, {"batch-name": res.id}, attributes=dagman_attributes(res, settings.controller_id)
+    )
     return submitted.cluster

@@ -21,9 +21,10 @@ import classad2
 log = logging.getLogger(__name__)
 
 # How many reservations one pool must run at once: each keeps one DAGMan (scheduler
-# universe) and one watch job per allocation (local universe) for its whole length. The
-# embedded pool's caps (`max_local_jobs` in condor_config/personal.conf) are this.
-CAPACITY = 1000
+# universe) for its whole length, and its boot and teardown jobs run in the local universe
+# (as do the site monitors). The embedded pool's caps (`max_local_jobs` in
+# condor_config/personal.conf) are this.
+CAPACITY = 5000
 # Boot jobs become matchable this long before their time (`deferral_prep_time` in
 # submit_templates/boot.sub): a negotiator that matches less often starts them late.
 BOOT_PREP_S = 20
@@ -167,8 +168,8 @@ KNOBS: tuple[Knob, ...] = (
         "TotalLocalJobsRunning < 200",
         lambda get: allows(get("START_LOCAL_UNIVERSE"), "TotalLocalJobsRunning", CAPACITY - 1),
         _const(f"TotalLocalJobsRunning < {CAPACITY}"),
-        "watch and teardown jobs (one per allocation) run in the local universe: past this cap "
-        "clusters go unwatched and are not torn down at their end",
+        "boot, teardown and site monitor jobs run in the local universe: past this cap a burst "
+        "of boots or teardowns waits, so clusters boot late and are torn down late",
     ),
     Knob(
         "MAX_JOBS_RUNNING",

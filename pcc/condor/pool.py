@@ -142,7 +142,7 @@ class PersonalPool:
             "prefix": str(self.prefix),
             "local_dir": str(self.local_dir),
             "num_cpus": "4",
-            "max_local_jobs": "1000",
+            "max_local_jobs": "5000",
             "starter_update_interval": "2",
             "dagman_use_strict": "0" if self.under_tmp else "1",
             **self.settings,

@@ -23,7 +23,15 @@ from typing import Any
 from pcc.common.errors import PccError
 from pcc.common.jobstate import PccState
 from pcc.condor.adapter import CondorAdapter, JobStatus, Universe
-from pcc.condor.dag import JobEnvironment, submit_reservation
+from pcc.condor.dag import JobEnvironment, read_end, submit_reservation, write_end
+from pcc.condor.monitors import (
+    RemoveMonitor,
+    SubmitMonitor,
+    decide_monitors,
+    remove_monitors,
+    submit_monitor,
+    wanted_monitors,
+)
 from pcc.controller import metrics
 from pcc.controller.model import TERMINAL, TRANSITIONS, Allocation, IllegalTransition, Reservation, State
 from pcc.controller.settings import Settings
@@ -54,8 +62,13 @@ PROJECTION = [
     "PccTornDown",
     "HoldReason",
     "ExitCode",
+    "PccRole",
+    "PccController",
+    "PccDigest",
 ]
-QUEUE_CONSTRAINT = f"PccReservation =!= undefined || JobUniverse == {SCHEDULER_UNIVERSE}"
+QUEUE_CONSTRAINT = (
+    f'PccReservation =!= undefined || JobUniverse == {SCHEDULER_UNIVERSE} || PccRole =?= "monitor"'
+)
 # The order allocations move along; a pass may skip ahead, and steps through the states between.
 PATH = [State.REQUESTED, State.SCHEDULED, State.BOOTING, State.RUNNING, State.STOPPING, State.STOPPED]
 # Jobs queued this long before their reservation was created belong to someone else.
@@ -87,6 +100,9 @@ class Observation:
     history: tuple[Ad, ...] = ()  # its DAG's finished jobs, read once the DAG left the queue
     found_dag: int | None = None  # a DAG of it in the history the store never heard of
     boot_history: Mapping[str, Ad] = field(default_factory=dict)  # site -> finished BOOT node
+    # The end its DAG directory's end file holds (what a HOLD node submitted from now on
+    # waits for); read only while some allocation has no HOLD job yet.
+    end_file: int | None = None
 
     @property
     def dag_ads(self) -> list[Ad]:
@@ -118,6 +134,14 @@ class SubmitDag(Action):
 class RemoveDag(Action):
     cluster: int
     reason: str
+
+
+@dataclass(frozen=True)
+class WriteEnd(Action):
+    """An extension before a HOLD node exists: the end file its submit description includes
+    follows the reservation's end (a HOLD node submitted later waits for the new end)."""
+
+    end: int
 
 
 @dataclass(frozen=True)
@@ -207,6 +231,8 @@ def decide(obs: Observation) -> list[Action]:
     in_queue = bool(dag_ads)
     if res.cancelled and in_queue and dag is not None and dag_ads[0].get("JobStatus") != JobStatus.REMOVED:
         actions.append(RemoveDag(res.id, dag, f"reservation {res.id} cancelled"))
+    if obs.end_file is not None and obs.end_file != res.end:
+        actions.append(WriteEnd(res.id, res.end))
     for ad in obs.ads:
         if str(ad.get("DAGNodeName", "")).startswith("HOLD_") and ad.get("PccEnd") != res.end:
             actions.append(EditEnd(res.id, f"{ad['ClusterId']}.{ad['ProcId']}", res.end))
@@ -263,6 +289,8 @@ def _allocation(obs: Observation, alloc: Allocation, walk: _Walk, finished: bool
             walk.fail(alloc, f"lost: {ad.get('PccMessage') or 'the site reports no nodes for this cluster'}")
         elif state is PccState.ENDING:
             walk.advance(alloc, State.STOPPING, "the reservation ended")
+        elif state is PccState.UNREACHABLE:  # no news, never an end: the state stays
+            walk.advance(alloc, State.BOOTING, "cluster booted; its site does not answer")
         else:
             walk.advance(alloc, State.BOOTING, "cluster booted; waiting for its first status")
     elif boot:
@@ -303,11 +331,12 @@ class Outcome:
     removed: list[str] = field(default_factory=list)
     transitions: int = 0
     orphans: list[int] = field(default_factory=list)  # DAG clusters with no reservation
+    monitors: list[str] = field(default_factory=list)  # site monitors submitted or removed
     errors: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.submitted or self.removed or self.transitions or self.errors)
+        return bool(self.submitted or self.removed or self.transitions or self.monitors or self.errors)
 
 
 def group_ads(ads: Iterable[Ad]) -> dict[str, list[Ad]]:
@@ -350,6 +379,9 @@ class Reconciler:
             return Outcome(ok=False, seconds=time.monotonic() - t0, errors=[str(exc)])
         out.jobs = len(ads)
         metrics.QUEUE_JOBS.set(len(ads))
+        monitors = [a for a in ads if a.get("PccRole") == "monitor"]
+        ads = [a for a in ads if a.get("PccRole") != "monitor"]
+        self.keep_monitors(monitors, out)
         by_res = group_ads(ads)
         live = self.store.live_reservations(by_res)
         known = {r.id for r in live}
@@ -373,6 +405,29 @@ class Reconciler:
             metrics.RECONCILE_ERRORS.inc()
         log.debug("reconcile: %s", out)
         return out
+
+    def keep_monitors(self, ads: Sequence[Ad], out: Outcome) -> None:
+        """One monitor job per configured site, started with the settings in force."""
+        mine = [a for a in ads if a.get("PccController") == self.settings.controller_id]
+        for action in decide_monitors(wanted_monitors(self.settings, self.env), mine):
+            try:
+                match action:
+                    case SubmitMonitor(site):
+                        cluster = submit_monitor(self.condor, self.settings, self.env, site, self.dag_owner)
+                        log.info("site %s: monitor job %d submitted", site, cluster)
+                    case RemoveMonitor(job, site, reason):
+                        self.condor.remove(job, reason)
+                        log.info("site %s: monitor job %s removed (%s)", site, job, reason)
+                out.monitors.append(action.site)
+            except PccError as exc:
+                log.warning("site %s: monitor not kept (%s); the next pass retries", action.site, exc)
+                out.ok = False
+                out.errors.append(f"monitor {action.site}: {exc}")
+
+    def remove_monitors(self) -> int:
+        """Remove every monitor of this controller (a test's or a tool's clean-up; `pcc
+        serve` keeps them running while it is down)."""
+        return remove_monitors(self.condor, self.settings.controller_id)
 
     @staticmethod
     def _own(res: Reservation, queued: Sequence[Ad]) -> tuple[tuple[Ad, ...], list[Ad], int | None]:
@@ -436,7 +491,11 @@ class Reconciler:
         if boots is None:
             boots = self.boot_history(lookups)
         boot_history = {site: boots[(d, site)] for d, site in lookups if (d, site) in boots}
-        return Observation(res, ads, history, found_dag, boot_history)
+        holds = {str(a.get("DAGNodeName", ""))[len("HOLD_") :] for a in ads}
+        end_file = None
+        if dag_ads and any(a.state not in TERMINAL and a.site not in holds for a in res.allocations):
+            end_file = read_end(self.settings.dag_dir / res.id)
+        return Observation(res, ads, history, found_dag, boot_history, end_file)
 
     def execute(self, actions: Sequence[Action], out: Outcome) -> None:
         """Perform the actions in order, each recorded when it succeeds; the first failure
@@ -467,6 +526,9 @@ class Reconciler:
                     log.info(
                         "reservation %s: cancelled; DAG %d removed, its FINAL node tears down", rid, cluster
                     )
+                case WriteEnd(rid, end):
+                    write_end(self.settings.dag_dir / rid, end)
+                    log.info("reservation %s: end file now says %d (for HOLD nodes still to come)", rid, end)
                 case EditEnd(rid, job, end):
                     self.condor.edit(job, "PccEnd", end)
                     log.info("reservation %s: HOLD job %s now ends at %d", rid, job, end)

@@ -41,6 +41,9 @@ def default_state_dir(env: dict[str, str] | None = None, prefix: str | None = No
     return Path.home() / ".local" / "state" / "pcc", "the default for a user (no $PCC_STATE_DIR)"
 
 
+BOOT_UNIVERSES = ("local", "vanilla")
+
+
 @dataclass(frozen=True)
 class SiteEntry:
     """A site as the controller reaches it: over SSH, running the site tool."""
@@ -57,11 +60,6 @@ class SiteEntry:
     ent: bool = False
     pragma: str = "pragma"  # the site tool's command at the site
     pragma_config: str = ""  # passed as --config when set
-
-    @property
-    def limit_name(self) -> str:
-        """The HTCondor concurrency limit that caps this site's watch jobs."""
-        return "pcc_site_" + self.name.replace("-", "_")
 
 
 @dataclass(frozen=True)
@@ -132,6 +130,8 @@ class Settings:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     booked: BookedConfig | None = None  # the LibreBooking connector; None: off
+    # Where boot jobs run: "local" (the schedd's host, no slot) or "vanilla" (an execute host).
+    boot_universe: str = "local"
     state_dir_reason: str = "from the configuration's state_dir"
 
     @classmethod
@@ -157,6 +157,11 @@ class Settings:
         external = None
         if condor is not None and "config" in condor.data:
             external = condor.directory("config")
+        boot_universe = condor.get("boot_universe", str, "local") if condor is not None else "local"
+        if boot_universe not in BOOT_UNIVERSES:
+            assert condor is not None
+            choices = ", ".join(BOOT_UNIVERSES)
+            raise condor.fail("boot_universe", f"expected one of {choices}, got {boot_universe!r}")
         timings_reader = top.sub("timings", required=False) or TomlReader(path, {}, "timings")
         defaults = Timings()
         values = {}
@@ -212,6 +217,7 @@ class Settings:
             timings=Timings(**values),
             sites=tuple(sites),
             config_file=path,
+            boot_universe=boot_universe,
         )
 
     def _with_env(self) -> Settings:
@@ -238,12 +244,8 @@ class Settings:
         return self.external_condor_config is None
 
     def embedded_pool(self) -> PersonalPool:
-        # Each site's CPUs cap the CPUs its boot jobs may claim at once (concurrency limits).
-        limits = "\n".join(f"{s.limit_name.upper()}_LIMIT = {s.cpus}" for s in self.sites)
         return PersonalPool(
-            prefix=self.state_dir / "condor" / "prefix",
-            local_dir=self.state_dir / "condor" / "local",
-            extra_config=limits,
+            prefix=self.state_dir / "condor" / "prefix", local_dir=self.state_dir / "condor" / "local"
         )
 
     @property
@@ -261,6 +263,12 @@ class Settings:
     @property
     def dag_dir(self) -> Path:
         return self.state_dir / "dags"
+
+    @property
+    def controller_id(self) -> str:
+        """What tells this controller's jobs from another's in a shared pool (their
+        ``PccController``): its state directory, which holds its store."""
+        return str(self.state_dir)
 
     def site(self, name: str, error: type[UserInputError] = UserInputError) -> SiteEntry:
         """The configured site ``name``; else ``error`` naming the sites there are."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +39,8 @@ def pragma_command(site: SiteEntry, args: Sequence[str]) -> str:
     return shlex.join([*argv, *args])
 
 
-def run_ssh(site: SiteEntry, command: str, timeout: float, stdin: str, connect_timeout: float) -> str:
-    """Run ``command`` at the site; its stdout. Connection trouble is a TemporaryError, a
+def _connect(site: SiteEntry, connect_timeout: float) -> Any:
+    """A logged-in paramiko client for ``site``. Connection trouble is a TemporaryError, a
     host key that does not match (or is unknown) a PermanentError."""
     import paramiko
 
@@ -72,6 +73,13 @@ def run_ssh(site: SiteEntry, command: str, timeout: float, stdin: str, connect_t
     except (TimeoutError, OSError) as exc:
         client.close()
         raise TemporaryError(f"site {site.name}: cannot reach {site.host}:{site.port}: {exc}") from None
+    return client
+
+
+def _exec(client: Any, site: SiteEntry, command: str, timeout: float, stdin: str) -> str:
+    """Run ``command`` over a logged-in client (a new channel, not a new login); its stdout."""
+    import paramiko
+
     try:
         log.debug("site %s: %s", site.name, command)
         chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout)
@@ -81,26 +89,95 @@ def run_ssh(site: SiteEntry, command: str, timeout: float, stdin: str, connect_t
         out = chan_out.read().decode("utf-8", "replace")
         err = chan_err.read().decode("utf-8", "replace")
         code = chan_out.channel.recv_exit_status()
-    except (TimeoutError, OSError, paramiko.SSHException) as exc:
+    except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
         raise TemporaryError(f"site {site.name}: `{command.split()[2:4]}` did not finish: {exc}") from None
-    finally:
-        client.close()
     if not out.strip():
         tail = err.strip().splitlines()[-1:] or [f"exit code {code}"]
         raise TemporaryError(f"site {site.name}: the site tool printed no JSON ({tail[0]})")
     return out
 
 
+def run_ssh(site: SiteEntry, command: str, timeout: float, stdin: str, connect_timeout: float) -> str:
+    """Run ``command`` at the site on a connection of its own; its stdout."""
+    client = _connect(site, connect_timeout)
+    try:
+        return _exec(client, site, command, timeout, stdin)
+    finally:
+        client.close()
+
+
+class KeptConnection:
+    """One SSH login to a site, kept for many commands (each a channel of its own), as a
+    long-running job such as a site's monitor needs: it logs in again only after the
+    connection failed, and then not sooner than ``reconnect_s`` after its last login
+    attempt, so a site sees at most 60 / ``reconnect_s`` logins a minute from it."""
+
+    def __init__(self, site: SiteEntry, connect_timeout: float, reconnect_s: float = 30.0) -> None:
+        self.site, self.connect_timeout, self.reconnect_s = site, connect_timeout, reconnect_s
+        self.logins = 0  # login attempts, for the monitor's own ad and the scale bench
+        self._client: Any = None
+        self._last_attempt: float | None = None
+        self._last_error = ""
+
+    def _ready(self) -> Any:
+        if self._client is not None:
+            transport = self._client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._client
+            self.close()
+        now = time.monotonic()
+        if self._last_attempt is not None and now - self._last_attempt < self.reconnect_s:
+            wait = self.reconnect_s - (now - self._last_attempt)
+            last = self._last_error or f"site {self.site.name}: not connected"
+            raise TemporaryError(f"{last} (next login in {wait:.0f} s)")
+        self._last_attempt = now
+        self.logins += 1
+        try:
+            self._client = _connect(self.site, self.connect_timeout)
+        except TemporaryError as exc:
+            self._last_error = str(exc)
+            raise
+        self._client.get_transport().set_keepalive(30)
+        log.info("site %s: logged in (%d logins so far)", self.site.name, self.logins)
+        return self._client
+
+    def run(self, command: str, timeout: float, stdin: str = "") -> str:
+        client = self._ready()
+        try:
+            return _exec(client, self.site, command, timeout, stdin)
+        except TemporaryError as exc:
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                self.close()
+                self._last_error = str(exc)
+            raise
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
 class SiteClient:
     """The site tool's verbs at one site, typed. ``timeout`` bounds each call (connection
     included); ``boot_timeout`` bounds a boot."""
 
-    def __init__(self, site: SiteEntry, timeout: float = 20.0, boot_timeout: float = 600.0) -> None:
+    def __init__(
+        self,
+        site: SiteEntry,
+        timeout: float = 20.0,
+        boot_timeout: float = 600.0,
+        connection: KeptConnection | None = None,
+    ) -> None:
         self.site, self.timeout, self.boot_timeout = site, timeout, boot_timeout
+        self.connection = connection  # None: a connection per call
 
     def _call(self, args: Sequence[str], stdin: str = "", timeout: float | None = None) -> Any:
         command = pragma_command(self.site, args)
-        out = run_ssh(self.site, command, timeout or self.timeout, stdin, self.timeout)
+        if self.connection is not None:
+            out = self.connection.run(command, timeout or self.timeout, stdin)
+        else:
+            out = run_ssh(self.site, command, timeout or self.timeout, stdin, self.timeout)
         try:
             envelope = protocol.parse_envelope(out)
         except protocol.ProtocolError as exc:

@@ -145,16 +145,6 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def own_ad(identity: JobIdentity, projection: list[str]) -> dict[str, Any]:
-    """This job's live ad from the schedd (the ad file is only a snapshot from the start)."""
-    import htcondor2
-
-    ads = htcondor2.Schedd().query(
-        f"ClusterId == {identity.cluster} && ProcId == {identity.proc}", projection
-    )
-    return {k: ads[0].eval(k) for k in projection if ads and k in ads[0]}
-
-
 def _status_attrs(status: ClusterStatus) -> dict[str, Any]:
     fe = status.frontend
     return {
@@ -228,43 +218,41 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def cmd_watch(args: argparse.Namespace) -> int:
-    """Until the reservation's end (read from this job's own ad each time): publish the
-    cluster's live state. A site that cannot be reached is reported, not fatal."""
-    settings = _settings()
-    client = _client(settings, args.site)
-    identity = JobIdentity.from_environment()
-    last: dict[str, Any] = {}
-    end = 0
-    while True:
-        try:  # a schedd briefly away must not end the watch (and tear the cluster down)
-            end = int(own_ad(identity, ["PccEnd"]).get("PccEnd") or end)
-        except Exception as exc:
-            log.warning(
-                "reservation %s: cannot read this job's ad (%s); keeping end %d", args.reservation, exc, end
-            )
-            if not end:
-                time.sleep(settings.timings.watch_poll_s)
-                continue
-        now = time.time()
-        if now >= end:
-            publish_values({"PccState": PccState.ENDING, "PccMessage": "the reservation ended"}, identity)
-            return ExitStatus.OK
-        try:
-            status = client.cluster(args.reservation)
-            state, message = status.verdict()
-            update: dict[str, Any] = {"PccState": state, "PccMessage": message, **_status_attrs(status)}
-        except Exception as exc:  # a site's trouble is reported, never the end of the watch
-            update = {"PccMessage": f"site unreachable: {exc}"[:500]}
-        if update != last:
-            try:
-                publish_values(update, identity)
-                last = update
-            except Exception as exc:
-                log.warning(
-                    "reservation %s: cannot publish status (%s); next poll retries", args.reservation, exc
-                )
-        time.sleep(max(0.5, min(args.poll or settings.timings.watch_poll_s, end - time.time())))
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """One site's monitor (see :mod:`pcc.jobs.monitor`): runs until HTCondor stops it."""
+    from pcc.condor.adapter import CondorAdapter
+    from pcc.condor.monitors import hold_constraint
+    from pcc.controller.siteclient import KeptConnection
+    from pcc.jobs.monitor import run_monitor
+
+    try:
+        settings = _settings()
+        site = settings.site(args.site)
+        identity = JobIdentity.from_environment()
+    except PccError:
+        time.sleep(10)  # HTCondor starts a monitor that exits again: not in a tight loop
+        raise
+    t = settings.timings
+    connection = KeptConnection(site, t.ssh_timeout_s)
+    client = SiteClient(site, timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s, connection=connection)
+    condor = CondorAdapter()
+    reported = [-1]
+
+    def report_logins() -> None:  # into its own ad, when the count moves (rarely)
+        if connection.logins != reported[0]:
+            condor.edit(f"{identity.cluster}.{identity.proc}", "PccLogins", connection.logins)
+            reported[0] = connection.logins
+
+    log.info("site %s: monitor started (poll every %.0f s)", site.name, args.poll or t.watch_poll_s)
+    run_monitor(
+        site.name,
+        args.poll or t.watch_poll_s,
+        condor,
+        client,
+        hold_constraint(settings.controller_id, site.name),
+        after_poll=report_logins,
+    )
+    return ExitStatus.OK
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
@@ -347,11 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     boot.add_argument("--attempt", type=int, default=0, help="DAGMan's $(RETRY): 0 on the first try")
     boot.add_argument("--attempts", type=int, default=1)
     boot.set_defaults(handler=cmd_boot)
-    watch = sub.add_parser("watch", help="watch one allocation until the reservation ends (HOLD node)")
-    watch.add_argument("--reservation", required=True)
-    watch.add_argument("--site", required=True)
-    watch.add_argument("--poll", type=float, default=0.0, help="seconds between site polls")
-    watch.set_defaults(handler=cmd_watch)
+    monitor = sub.add_parser("monitor", help="write one site's live status into its HOLD jobs' ads")
+    monitor.add_argument("--site", required=True)
+    monitor.add_argument("--poll", type=float, default=0.0, help="seconds between site polls")
+    monitor.set_defaults(handler=cmd_monitor)
     teardown = sub.add_parser("teardown", help="shut down and clean the reservation at every site (FINAL)")
     teardown.add_argument("--reservation", required=True)
     teardown.add_argument("--sites", required=True)

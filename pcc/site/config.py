@@ -69,6 +69,8 @@ class SiteConfig:
     network: NetworkConfig
     boot_timeout_s: float = 300.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # How many boots this site runs at once; more wait (`pragma boot` blocks) for a turn.
+    max_boots: int = 4
 
     @property
     def usable_cpus(self) -> int:
@@ -206,4 +208,5 @@ def load(path: Path) -> SiteConfig:
         driver_settings=driver_settings,
         network=_network(network_reader),
         boot_timeout_s=driver.get("boot_timeout_s", float, 300.0),
+        max_boots=site.positive("max_boots", 4),
     )

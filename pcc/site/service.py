@@ -6,8 +6,10 @@ failure or on request."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import ipaddress
+import json
 import logging
 import sys
 import time
@@ -18,7 +20,7 @@ from typing import Any
 
 from pcc import __version__
 from pcc.common import names
-from pcc.common.errors import CapacityError, ConfigError, PccError, UserInputError
+from pcc.common.errors import CapacityError, ConfigError, PccError, TemporaryError, UserInputError
 from pcc.common.keys import normalize_public_key
 from pcc.common.locks import file_lock
 from pcc.common.protocol import (
@@ -53,6 +55,20 @@ log = logging.getLogger(__name__)
 # User mode: the frontend's public interface is on a NAT network private to the host, as
 # the guest sees it (QEMU user networking's numbers; the libvirt driver checks them).
 NAT_GUEST, NAT_PREFIX, NAT_GATEWAY, NAT_DNS = "10.0.2.15", 24, "10.0.2.2", "10.0.2.3"
+
+
+def _locked(path: Path) -> bool:
+    """Whether another open file holds ``path``'s flock (a boot in flight holds its cluster's)."""
+    try:
+        with open(path, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -135,8 +151,74 @@ class SiteService:
         active = [n for n in nodes if n.state in ACTIVE]
         return sum(n.vcpus for n in active), sum(n.memory_mib for n in active)
 
+    # -- boots in flight -----------------------------------------------------------------
+    @property
+    def _claims_dir(self) -> Path:
+        return self.config.staging / "claims"
+
+    def _claim(self, spec: ClusterSpec) -> Path:
+        """Record what a boot in flight takes (called under the site lock, after the check)."""
+        self._claims_dir.mkdir(parents=True, exist_ok=True)
+        path = self._claims_dir / f"{spec.name}.json"
+        cpus, memory = sum(n.vcpus for n in spec.nodes), sum(n.memory_mib for n in spec.nodes)
+        path.write_text(json.dumps({"cpus": cpus, "memory_mib": memory}))
+        return path
+
+    def _claimed(self, nodes: Sequence[NodeInfo]) -> tuple[int, int]:
+        """CPUs and memory claimed by boots in flight whose nodes the driver does not list
+        yet. A claim whose boot died with it (its cluster lock is free) is dropped."""
+        listed = {n.cluster for n in nodes}
+        cpus = memory = 0
+        for path in sorted(self._claims_dir.glob("*.json")) if self._claims_dir.is_dir() else []:
+            cluster = path.stem
+            if cluster in listed:
+                continue
+            if not _locked(self.config.staging / "locks" / f"{cluster}.lock"):
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                doc = json.loads(path.read_text())
+                cpus, memory = cpus + int(doc["cpus"]), memory + int(doc["memory_mib"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # being written, or gone: the lock says its boot is alive; skip it
+        return cpus, memory
+
+    @contextlib.contextmanager
+    def _boot_slot(self, cluster: str) -> Iterator[None]:
+        """One of the site's `max_boots` turns, waited for up to the boot timeout."""
+        deadline = time.monotonic() + self.config.boot_timeout_s
+        slots = [self.config.staging / "locks" / f"_boot-{k}.lock" for k in range(self.config.max_boots)]
+        slots[0].parent.mkdir(parents=True, exist_ok=True)
+        waited = False
+        while True:
+            for path in slots:
+                with open(path, "a") as fh:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue
+                    if waited:
+                        log.info("cluster %s: a boot turn is free", cluster)
+                    try:
+                        yield
+                    finally:
+                        fcntl.flock(fh, fcntl.LOCK_UN)
+                    return
+            if time.monotonic() > deadline:
+                raise TemporaryError(
+                    f"site {self.config.name}: {self.config.max_boots} boots running for "
+                    f"{self.config.boot_timeout_s:.0f} s; cluster {cluster} did not get a turn"
+                )
+            if not waited:
+                log.info("cluster %s: %d boots running; waiting for a turn", cluster, self.config.max_boots)
+                waited = True
+            time.sleep(0.2)
+
     def _check_capacity(self, spec: ClusterSpec) -> None:
-        used_cpus, used_mem = self.usage()
+        nodes = self.driver.list_nodes()
+        used_cpus, used_mem = self.usage(nodes)
+        claimed_cpus, claimed_mem = self._claimed(nodes)
+        used_cpus, used_mem = used_cpus + claimed_cpus, used_mem + claimed_mem
         want_cpus = sum(n.vcpus for n in spec.nodes)
         want_mem = sum(n.memory_mib for n in spec.nodes)
         free_cpus = self.config.usable_cpus - used_cpus
@@ -302,21 +384,27 @@ class SiteService:
                 raise UserInputError(
                     f"cluster {cluster} exists but is stopped: run `pragma clean {cluster}` first"
                 )
-            # Capacity is the whole site's: one boot at a time checks it and starts its nodes.
+            # Capacity is the whole site's: one boot at a time checks it and claims what it
+            # needs (a claim counts until its nodes exist); the boots themselves then run
+            # side by side, up to `[site] max_boots` at once.
             with self._cluster_lock("_site"):  # not a valid cluster name: no clash
                 # Plan with a placeholder address: what the driver cannot do and capacity
                 # are checked before anything is held.
                 draft = self.plan(req, image, "0.0.0.0" if self.config.network.mode == "bridge" else None)
                 self.driver.validate(draft)
                 self._check_capacity(draft)
-                t0 = time.monotonic()
-                try:
+                claim = self._claim(draft)
+            try:
+                with self._boot_slot(cluster):
+                    t0 = time.monotonic()
                     return self._boot_locked(req, image, cluster, key, t0)
-                except BaseException:
-                    log.warning("cluster %s: boot failed; removing everything it staged", cluster)
-                    with contextlib.suppress(Exception):
-                        self._clean_locked(cluster)
-                    raise
+            except BaseException:
+                log.warning("cluster %s: boot failed; removing everything it staged", cluster)
+                with contextlib.suppress(Exception):
+                    self._clean_locked(cluster)
+                raise
+            finally:
+                claim.unlink(missing_ok=True)
 
     def _boot_locked(self, req: BootRequest, image: Image, cluster: str, key: str, t0: float) -> BootResult:
         public = None

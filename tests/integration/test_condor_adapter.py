@@ -295,7 +295,7 @@ def test_dagman_retries_a_rendered_node_unless_it_exits_permanent(
     assert (job_dir / "TEMPORARY.runs").read_text().count("run") == 3
 
 
-def test_a_reservation_dag_runs_boot_hold_and_final_from_its_templates(
+def test_a_reservation_dag_boots_waits_with_no_process_until_its_end_then_tears_down(
     condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
 ) -> None:
     calls = job_dir / "calls"
@@ -311,7 +311,7 @@ def test_a_reservation_dag_runs_boot_hold_and_final_from_its_templates(
         "t",
         "img",
         now,
-        now + 3600,
+        now + 15,
         now - 1,
         "ssh-ed25519 AAAA alice",
         allocations=(Allocation("r-dag", "a", 2, 4.0),),
@@ -328,13 +328,19 @@ def test_a_reservation_dag_runs_boot_hold_and_final_from_its_templates(
         timeout=120,
         include_history=True,
     )
-    assert calls.read_text().split() == ["boot", "watch", "teardown"]
-    nodes = condor.history(f"DAGManJobId == {cluster}", ["DAGNodeName", "JobUniverse", "PccState"])
+    assert calls.read_text().split() == ["boot", "teardown"]  # the HOLD node runs no pcc-job
+    nodes = condor.history(
+        f"DAGManJobId == {cluster}", ["DAGNodeName", "JobUniverse", "PccState", "Cmd", "CompletionDate"]
+    )
     assert sorted((n["DAGNodeName"], n["JobUniverse"], n["PccState"]) for n in nodes) == [
-        ("BOOT_a", Universe.VANILLA, PccState.SCHEDULED),
+        ("BOOT_a", Universe.LOCAL, PccState.SCHEDULED),
         ("FINAL", Universe.LOCAL, PccState.STOPPING),
         ("HOLD_a", Universe.LOCAL, PccState.BOOTED),
     ]
+    (hold,) = [n for n in nodes if n["DAGNodeName"] == "HOLD_a"]
+    assert hold["Cmd"] == "/bin/true"
+    # Released by the schedd at the end (PERIODIC_EXPR_INTERVAL = 1), not before.
+    assert res.end <= hold["CompletionDate"] <= res.end + 10, (hold["CompletionDate"], res.end)
 
 
 def test_schedd_refusals_become_condor_errors_with_its_message(condor: CondorAdapter) -> None:

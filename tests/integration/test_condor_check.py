@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pcc.condor.knobs import CAPACITY
 from pcc.condor.pool import PersonalPool
 
 pytestmark = [pytest.mark.condor]
@@ -67,7 +68,7 @@ def test_a_pool_that_caps_dagmans_and_evaluates_slowly_is_named_with_the_values_
         found = [line for line in lines if " — set " in line]
         assert [line.split(" — ")[1].split(":")[0] for line in found] == [
             "set PERIODIC_EXPR_INTERVAL = 5",
-            "set MAX_RUNNING_SCHEDULER_JOBS_PER_OWNER = 1000",
+            f"set MAX_RUNNING_SCHEDULER_JOBS_PER_OWNER = {CAPACITY}",
         ], proc.stdout
         assert found[0].startswith("PERIODIC_EXPR_INTERVAL = 30 — ")
         assert found[1].startswith("MAX_RUNNING_SCHEDULER_JOBS_PER_OWNER = 150 — ")

@@ -15,9 +15,9 @@ GOOD = {
     "PERIODIC_EXPR_INTERVAL": "5",
     "SCHEDULER_UNIVERSE_COOL_DOWN_DURATION": "0",
     "JOB_STOP_COUNT": "100",
-    "MAX_RUNNING_SCHEDULER_JOBS_PER_OWNER": "1000",
-    "START_SCHEDULER_UNIVERSE": "TotalSchedulerJobsRunning < 1000",
-    "START_LOCAL_UNIVERSE": "TotalLocalJobsRunning < 1000",
+    "MAX_RUNNING_SCHEDULER_JOBS_PER_OWNER": str(CAPACITY),
+    "START_SCHEDULER_UNIVERSE": f"TotalSchedulerJobsRunning < {CAPACITY}",
+    "START_LOCAL_UNIVERSE": f"TotalLocalJobsRunning < {CAPACITY}",
     "NEGOTIATOR_INTERVAL": "10",
 }
 
@@ -71,7 +71,8 @@ def test_numeric_settings_may_be_expressions_as_htcondor_evaluates_them() -> Non
 
 
 @pytest.mark.parametrize(
-    ("cap", "ok"), [("200", False), ("0", False), ("999", False), ("1000", True), ("-1", True)]
+    ("cap", "ok"),
+    [("200", False), ("0", False), (str(CAPACITY - 1), False), (str(CAPACITY), True), ("-1", True)],
 )
 def test_running_dagmans_per_owner_must_allow_every_reservation_or_be_unlimited(cap: str, ok: bool) -> None:
     found = findings({**GOOD, "MAX_RUNNING_SCHEDULER_JOBS_PER_OWNER": cap})

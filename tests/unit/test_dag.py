@@ -16,8 +16,10 @@ from pcc.condor.dag import (
     JobEnvironment,
     dagman_attributes,
     describe_dag,
+    read_end,
     render_dag,
     render_files,
+    write_end,
 )
 from pcc.controller.model import Allocation, Reservation
 from pcc.controller.settings import Settings, SiteEntry, Timings
@@ -63,19 +65,17 @@ def test_a_two_site_reservation_renders_boot_and_hold_nodes_per_site_and_one_fin
     text = render_dag(describe_dag(RES, SETTINGS, DIR))
     assert commands(text) == [
         "JOB BOOT_ucsd /var/lib/pcc/dags/r00007/boot.sub",
-        'VARS BOOT_ucsd site="ucsd" cpus="4" compute_cpus="3" limit="pcc_site_ucsd"',
+        'VARS BOOT_ucsd site="ucsd" cpus="4" compute_cpus="3"',
         "RETRY BOOT_ucsd 3 UNLESS-EXIT 42",
         "PARENT BOOT_ucsd CHILD HOLD_ucsd",
         "JOB BOOT_aist-2 /var/lib/pcc/dags/r00007/boot.sub",
-        'VARS BOOT_aist-2 site="aist-2" cpus="2" compute_cpus="1" limit="pcc_site_aist_2"',
+        'VARS BOOT_aist-2 site="aist-2" cpus="2" compute_cpus="1"',
         "RETRY BOOT_aist-2 3 UNLESS-EXIT 42",
         "PARENT BOOT_aist-2 CHILD HOLD_aist-2",
-        "JOB HOLD_ucsd /var/lib/pcc/dags/r00007/watch.sub",
+        "JOB HOLD_ucsd /var/lib/pcc/dags/r00007/hold.sub",
         'VARS HOLD_ucsd site="ucsd"',
-        "RETRY HOLD_ucsd 5",
-        "JOB HOLD_aist-2 /var/lib/pcc/dags/r00007/watch.sub",
+        "JOB HOLD_aist-2 /var/lib/pcc/dags/r00007/hold.sub",
         'VARS HOLD_aist-2 site="aist-2"',
-        "RETRY HOLD_aist-2 5",
         "FINAL FINAL /var/lib/pcc/dags/r00007/teardown.sub",
     ]
 
@@ -84,7 +84,7 @@ def test_boot_nodes_are_not_retried_when_pcc_job_reports_a_permanent_failure() -
     text = render_dag(describe_dag(RES, SETTINGS, DIR))
     unless = {int(m) for m in re.findall(r"^RETRY BOOT_\S+ \d+ UNLESS-EXIT (\d+)$", text, re.M)}
     assert unless == {ExitStatus.PERMANENT}
-    assert not re.search(r"^RETRY HOLD_.*UNLESS-EXIT", text, re.M)
+    assert not re.search(r"^RETRY HOLD_", text, re.M)  # a removed HOLD node must lead to FINAL
 
 
 def test_the_dag_file_opens_with_a_comment_naming_the_reservation() -> None:
@@ -96,20 +96,20 @@ def test_the_dag_file_opens_with_a_comment_naming_the_reservation() -> None:
 def test_rendering_touches_no_disk(tmp_path: Path) -> None:
     directory = tmp_path / "not-there"
     files = render_files(RES, SETTINGS, ENV, directory)
-    assert set(files) == {"reservation.dag", "boot.sub", "watch.sub", "teardown.sub", "key.pub"}
+    assert set(files) == {"reservation.dag", "boot.sub", "hold.sub", "teardown.sub", "end.sub", "key.pub"}
     assert not directory.exists()
 
 
 def test_the_boot_waits_for_its_time_without_a_slot_and_is_held_past_the_end() -> None:
     boot = render_files(RES, SETTINGS, ENV, DIR)["boot.sub"]
-    assert "universe = vanilla\n" in boot
+    assert "universe = local\n" in boot  # no slot: a burst of boots is not serialized by slots
     assert f"deferral_time = {BEGIN - 60}\n" in boot
     assert f"deferral_window = {3600 + 60}\n" in boot
     assert "deferral_prep_time = 20\n" in boot
     assert "My.ScheddInterval = 0\n" in boot
     assert "periodic_hold = time() > DeferralTime + DeferralWindow\n" in boot
     assert 'periodic_hold_reason = strcat("the reservation ended before' in boot
-    assert "concurrency_limits = $(limit):$(cpus)\n" in boot
+    assert "concurrency_limits" not in boot  # how many boots a site takes at once is the site's
     assert "--attempt $(RETRY) --attempts 4" in boot
 
 
@@ -119,7 +119,7 @@ def test_every_job_finds_the_pool_and_the_config_and_the_key_is_a_file() -> None
         'environment = "CONDOR_CONFIG=/etc/condor/condor_config PCC_CONFIG=/etc/pcc.toml '
         'PCC_STATE_DIR=/var/lib/pcc PYTHONUNBUFFERED=1"\n'
     )
-    for name in ("boot.sub", "watch.sub", "teardown.sub"):
+    for name in ("boot.sub", "teardown.sub"):
         assert environment in files[name], name
         assert "executable = /opt/pcc/bin/pcc-job\n" in files[name]
         assert 'My.PccReservation = "r00007"\n' in files[name]
@@ -137,19 +137,44 @@ def test_every_pcc_state_a_template_sets_is_a_member_of_the_enum() -> None:
         assert re.findall(r"^My\.PccState = (.*)$", raw, re.M) == ['"@{initial_state}"'], name
         (value,) = re.findall(r'^My\.PccState = "(.*)"$', files[name], re.M)
         seen[name] = PccState(value)
-    assert seen == {"boot.sub": "scheduled", "watch.sub": "booted", "teardown.sub": "stopping"}
+    assert seen == {"boot.sub": "scheduled", "hold.sub": "booted", "teardown.sub": "stopping"}
 
 
 def test_every_submit_template_has_its_initial_state() -> None:
     shipped = {p.name for p in resources.files(TEMPLATES).iterdir() if p.name.endswith(".sub")}
-    assert shipped == set(INITIAL_STATES)
+    assert shipped == {*INITIAL_STATES, "monitor.sub"}  # a monitor's state is its sites' ads
 
 
 def test_the_dagman_job_carries_the_reservation_and_its_owner() -> None:
-    assert dagman_attributes(RES) == {"PccReservation": "r00007", "PccOwner": "alice"}
+    assert dagman_attributes(RES, "/var/lib/pcc") == {
+        "PccReservation": "r00007",
+        "PccOwner": "alice",
+        "PccRole": "dag",
+        "PccController": "/var/lib/pcc",
+    }
 
 
 def test_paths_with_spaces_are_refused_before_they_reach_a_submit_file() -> None:
     env = JobEnvironment(Path("/opt/pcc/pcc-job"), Path("/c"), Path("/p"), Path("/my state"))
     with pytest.raises(ConfigError, match="PCC_STATE_DIR=/my state"):
         render_files(RES, SETTINGS, env, DIR)
+
+
+def test_the_hold_node_runs_nothing_and_is_released_by_the_schedd_at_the_end_in_its_end_file() -> None:
+    files = render_files(RES, SETTINGS, ENV, DIR)
+    hold = files["hold.sub"]
+    assert "universe = local\nexecutable = /bin/true\nhold = true\n" in hold
+    assert "include : /var/lib/pcc/dags/r00007/end.sub\n" in hold
+    assert "periodic_release = (HoldReasonCode =?= 15) && (time() >= PccEnd)\n" in hold
+    assert "periodic_remove = (JobStatus == 5) && (HoldReasonCode =!= 15)\n" in hold
+    assert 'My.PccRole = "hold"\n' in hold and "My.PccEnd" not in hold  # only in end.sub
+    assert files["end.sub"] == f"My.PccEnd = {RES.end}\n"
+
+
+def test_the_end_file_is_replaced_whole_and_read_back(tmp_path: Path) -> None:
+    assert read_end(tmp_path) is None
+    write_end(tmp_path, 1_900_000_000)
+    assert read_end(tmp_path) == 1_900_000_000
+    assert [p.name for p in tmp_path.iterdir()] == ["end.sub"]
+    (tmp_path / "end.sub").write_text("My.PccEnd = soon\n")
+    assert read_end(tmp_path) is None

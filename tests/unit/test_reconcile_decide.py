@@ -27,6 +27,7 @@ from pcc.controller.reconcile import (
     RemoveJob,
     SubmitDag,
     Transition,
+    WriteEnd,
     decide,
 )
 from pcc.controller.store import Store
@@ -188,3 +189,25 @@ def test_when_the_removal_of_a_held_boot_fails_the_allocation_is_not_failed_and_
     with pytest.raises(CondorError):
         reconciler.execute(actions, Outcome())
     assert store.reservation(res.id).allocations[0].state is State.SCHEDULED
+
+
+def test_a_site_its_monitor_cannot_reach_never_ends_or_fails_a_running_allocation() -> None:
+    obs = observed("watch running")
+    running = tuple(dataclasses.replace(a, state=State.RUNNING) for a in obs.res.allocations)
+    ads = tuple(
+        {**a, "PccState": "unreachable", "PccMessage": "site unreachable: connection refused"}
+        if a.get("DAGNodeName") == "HOLD_a"
+        else a
+        for a in obs.ads
+    )
+    actions = decide(Observation(dataclasses.replace(obs.res, allocations=running), ads))
+    assert not any(isinstance(a, Transition | Fail | RemoveDag | RemoveJob) for a in actions)
+
+
+def test_an_extension_during_the_boot_rewrites_the_end_file_the_hold_node_will_read() -> None:
+    obs = observed("boot running")
+    assert not any(isinstance(a, WriteEnd) for a in decide(obs))  # not read: nothing to say
+    stale = dataclasses.replace(obs, end_file=obs.res.end - 600)
+    actions = decide(stale)
+    assert actions[0] == WriteEnd(obs.res.id, obs.res.end)
+    assert not any(isinstance(a, WriteEnd) for a in decide(dataclasses.replace(obs, end_file=obs.res.end)))
