@@ -491,7 +491,8 @@ class Reconciler:
         if boots is None:
             boots = self.boot_history(lookups)
         boot_history = {site: boots[(d, site)] for d, site in lookups if (d, site) in boots}
-        holds = {str(a.get("DAGNodeName", ""))[len("HOLD_") :] for a in ads}
+        nodes = [str(a.get("DAGNodeName", "")) for a in ads]
+        holds = {n[len("HOLD_") :] for n in nodes if n.startswith("HOLD_")}
         end_file = None
         if dag_ads and any(a.state not in TERMINAL and a.site not in holds for a in res.allocations):
             end_file = read_end(self.settings.dag_dir / res.id)

@@ -108,6 +108,7 @@ def write_config(
     controller_key: Path,
     known_hosts: Path,
     extra_sites: str = "",
+    monitor_poll_s: float = 1,
 ) -> Path:
     lines = [
         f'state_dir = "{state}"',
@@ -118,7 +119,7 @@ def write_config(
         "[timings]",
         "boot_lead_s = 0",
         "reconcile_s = 1",
-        "watch_poll_s = 1",
+        f"watch_poll_s = {monitor_poll_s}",
         "boot_retries = 2",
         "retry_delay_s = 1",
         "ssh_timeout_s = 5",
@@ -158,8 +159,9 @@ def make_controller(
     known_hosts: Path,
     user_key: Path,
     extra_sites: str = "",
+    monitor_poll_s: float = 1,
 ) -> Controller:
-    config = write_config(state, pool, sites, controller_key, known_hosts, extra_sites)
+    config = write_config(state, pool, sites, controller_key, known_hosts, extra_sites, monitor_poll_s)
     settings = Settings.from_env(config=config)
     store = Store(settings.database)
     owner = pool.daemon_user().pw_name

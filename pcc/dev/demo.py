@@ -143,6 +143,9 @@ def start_sshd(
                 f"AllowUsers {account.pw_name}",
                 "StrictModes yes",
                 "PrintMotd no",
+                # A burst of reservations that begin together logs in at once: OpenSSH's
+                # default (10:30:100) drops logins past 10 unauthenticated ones at a time.
+                "MaxStartups 500:30:2000",
                 f"SetEnv PATH={path_dirs}",
                 "LogLevel INFO",
                 "",

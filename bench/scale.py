@@ -1,0 +1,283 @@
+"""Thousands of reservations on this machine: a real personal pool, real sshds and the real
+site tool with the `simulated` driver (nothing booted), PCC's reconcile loop in this process.
+
+For each case (N reservations running at once over S sites; all sites share one sshd and
+site account, each with its own site file) it prints:
+
+* memory per running reservation: PSS of everything the pool runs for them (schedd,
+  DAGMans, the site monitors and their starters), less the idle pool, divided by N;
+* PCC's own memory (this process, which runs the loop), PSS;
+* one reconcile pass at N running (median of 5);
+* the monitors' SSH logins per site per minute (over --window seconds at steady state);
+* `condor_q -af PccReservation PccState` (median of 3).
+
+Then a burst (--burst reservations over 10 sites that begin at the same second and end at
+the same second): how late the last boot is called after its begin (``PccBootCalled`` of
+the boot jobs), and how late the last teardown starts after the shared end (the FINAL
+jobs' start). Targets (issue 13): under 3 MB per running reservation, a pass under 1 s at
+3,000, at most 2 logins per site per minute, the last boot and teardown within 30 s.
+It is not a test.
+
+    .venv/bin/python bench/scale.py [--cases 100x10,1000x100,3000x100] [--burst 500] [--window 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("PCC_STATE_DIR", str(REPO / ".state"))  # the install `make` made
+
+from pcc.condor.adapter import CondorAdapter  # noqa: E402
+from pcc.condor.monitors import monitor_constraint  # noqa: E402
+from pcc.condor.pool import PersonalPool  # noqa: E402
+from pcc.controller.model import State  # noqa: E402
+from pcc.controller.service import Actor, SiteRequest  # noqa: E402
+from pcc.dev import controller_env, demo  # noqa: E402
+from pcc.dev.pools import scratch_pool  # noqa: E402
+from pcc.dev.simulated_sites import start_simulated_sites  # noqa: E402
+
+ALICE = Actor("alice")
+ADDRESS = "127.0.0.40"
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int(Path(entry, "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def comm(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(c.decode(errors="replace") for c in cmd if c)
+    if "pcc-job monitor" in text:
+        return "monitor"
+    if "pcc-job" in text:
+        return "pcc-job"
+    return Path(cmd[0].decode(errors="replace")).name if cmd and cmd[0] else "?"
+
+
+def pool_memory(pool: PersonalPool) -> dict[str, int]:
+    """PSS in kB of everything under the pool's master, by program."""
+    master = pool.master_pid()
+    assert master is not None
+    out: dict[str, int] = {}
+    for pid in descendants(master):
+        name = comm(pid)
+        out[name] = out.get(name, 0) + pss_kb(pid)
+    return out
+
+
+def controller(root: Path, pool: PersonalPool, n_sites: int) -> tuple[controller_env.Controller, Any]:
+    key = demo.make_keypair(root / "keys" / "id_ed25519", "pcc-controller")
+    sites = start_simulated_sites(
+        root / "sites", [f"s{i:03d}" for i in range(n_sites)], ADDRESS, Path(f"{key}.pub").read_text()
+    )
+    state = root / "ctl"
+    state.mkdir()
+    state.chmod(0o755)
+    (state / "known_hosts").write_text(sites.known_hosts_line + "\n")
+    (state / "id_ed25519").write_bytes(key.read_bytes())
+    (state / "id_ed25519").chmod(0o600)
+    user_key = demo.make_keypair(root / "user" / "id_ed25519", "alice@lab")
+    ctl = controller_env.make_controller(  # monitors poll every 10 s (the default), not 1 s
+        state,
+        pool,
+        [],
+        state / "id_ed25519",
+        state / "known_hosts",
+        user_key,
+        extra_sites="\n" + sites.controller_toml(state / "id_ed25519", state / "known_hosts"),
+        monitor_poll_s=10,
+    )
+    controller_env.chown_tree(state, pool.daemon_user().pw_name)
+    return ctl, sites
+
+
+def site_request(i: int, n_sites: int) -> SiteRequest:
+    return SiteRequest(f"s{i % n_sites:03d}", 1, 0.25)
+
+
+def reserve_many(ctl: controller_env.Controller, n: int, n_sites: int, begin: int, end: int) -> list[str]:
+    key = ctl.user_public_key()
+    return [
+        ctl.service.reserve(
+            ALICE, "tiny", [SiteRequest(f"s{i % n_sites:03d}", 1, 0.25)], begin, end, ssh_key=key
+        ).id
+        for i in range(n)
+    ]
+
+
+def drive_until(ctl: controller_env.Controller, rids: list[str], target: State, timeout: float) -> float:
+    """Reconcile passes until every reservation's allocation is ``target``; seconds taken."""
+    t0 = time.monotonic()
+    left = set(rids)
+    while left:
+        if time.monotonic() - t0 > timeout:
+            raise SystemExit(f"{len(left)} of {len(rids)} reservations not {target} after {timeout:.0f} s")
+        ctl.reconciler.reconcile_once()
+        states = {r.id: r.allocations[0].state for r in ctl.store.reservations() if r.id in left}
+        left = {r for r, s in states.items() if s is not target}
+        time.sleep(1)
+    return time.monotonic() - t0
+
+
+def monitor_logins(ctl: controller_env.Controller) -> dict[str, int]:
+    ads = CondorAdapter().query(monitor_constraint(ctl.settings.controller_id), ["PccSite", "PccLogins"])
+    return {str(a["PccSite"]): int(a.get("PccLogins") or 0) for a in ads}
+
+
+def timed(argv: list[str], env: dict[str, str], runs: int = 3) -> float:
+    out = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        subprocess.run(argv, env=env, capture_output=True, check=True)
+        out.append(time.monotonic() - t0)
+    return statistics.median(out)
+
+
+def steady_case(n: int, n_sites: int, window: float) -> dict[str, Any]:
+    with scratch_pool("bench-scale-") as (root, pool):
+        idle = sum(pool_memory(pool).values())
+        ctl, sites = controller(root, pool, n_sites)
+        try:
+            now = int(time.time())
+            t0 = time.monotonic()
+            rids = reserve_many(ctl, n, n_sites, now, now + 6 * 3600)
+            took = drive_until(ctl, rids, State.RUNNING, timeout=max(600, n * 2.0))
+            print(
+                f"  {n} reservations over {n_sites} sites running {time.monotonic() - t0:.0f} s after booking"
+            )
+            time.sleep(15)  # the monitors' first polls after the last boot
+            passes = []
+            for _ in range(5):
+                p0 = time.monotonic()
+                ctl.reconciler.reconcile_once()
+                passes.append(time.monotonic() - p0)
+            before, sshd_before = monitor_logins(ctl), sites.logins()
+            time.sleep(window)
+            after, sshd_after = monitor_logins(ctl), sites.logins()
+            logins = sum(after.get(s, 0) - before.get(s, 0) for s in after) / n_sites / (window / 60)
+            memory = pool_memory(pool)
+            q = timed(
+                [str(pool.bin_dir / "condor_q"), "-af", "PccReservation", "PccState"], pool.client_env()
+            )
+            busy = sum(memory.values()) - idle
+            return {
+                "n": n,
+                "sites": n_sites,
+                "boot_s": took,
+                "per_res_mb": busy / n / 1024,
+                "breakdown_mb": {
+                    k: round(v / 1024, 1) for k, v in sorted(memory.items(), key=lambda kv: -kv[1])[:6]
+                },
+                "pcc_mb": pss_kb(os.getpid()) / 1024,
+                "pass_ms": statistics.median(passes) * 1000,
+                "logins_per_site_min": logins,
+                "sshd_logins_per_site_min": (sshd_after - sshd_before) / n_sites / (window / 60),
+                "condor_q_s": q,
+            }
+        finally:
+            sites.stop()
+
+
+def burst_case(n: int, n_sites: int = 10) -> dict[str, Any]:
+    with scratch_pool("bench-burst-") as (root, pool):
+        ctl, sites = controller(root, pool, n_sites)
+        try:
+            lead = 30 + n * 0.4  # time to submit the DAGs before the shared begin
+            begin = int(time.time() + lead)
+            end = begin + int(lead) + 120
+            rids = reserve_many(ctl, n, n_sites, begin, end)
+            drive_until(ctl, rids, State.RUNNING, timeout=end - time.time())
+            condor = CondorAdapter()
+            called = [
+                int(a["PccBootCalled"])
+                for a in condor.history('DAGNodeName =?= "BOOT_" + PccSite', ["PccBootCalled"])
+                + condor.query('PccRole =?= "boot"', ["PccBootCalled"])
+                if a.get("PccBootCalled")
+            ]
+            drive_until(ctl, rids, State.STOPPED, timeout=end - time.time() + 900)
+            started = [
+                int(a["JobCurrentStartDate"])
+                for a in condor.history('DAGNodeName =?= "FINAL"', ["JobCurrentStartDate"])
+                if a.get("JobCurrentStartDate")
+            ]
+            return {
+                "n": n,
+                "boots_called": len(called),
+                "last_boot_late_s": max(called) - begin if called else None,
+                "median_boot_late_s": statistics.median(called) - begin if called else None,
+                "teardowns": len(started),
+                "last_teardown_late_s": max(started) - end if started else None,
+            }
+        finally:
+            sites.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cases", default="100x10,1000x100,3000x100", help="NxSITES,... ('' for none)")
+    parser.add_argument("--burst", type=int, default=500, help="reservations in the burst (0: none)")
+    parser.add_argument("--window", type=float, default=60.0, help="seconds to count SSH logins over")
+    args = parser.parse_args()
+    print(f"bench/scale.py on {os.cpu_count()} CPUs")
+    for case in filter(None, args.cases.split(",")):
+        n, sites = (int(x) for x in case.split("x"))
+        r = steady_case(n, sites, args.window)
+        print(
+            f"N={r['n']:>5} over {r['sites']:>3} sites: {r['per_res_mb']:.2f} MB per running reservation "
+            f"(pool PSS by program, MB: {r['breakdown_mb']}); PCC {r['pcc_mb']:.0f} MB; "
+            f"pass {r['pass_ms']:.0f} ms; monitor logins {r['logins_per_site_min']:.2f}/site/min "
+            f"(sshd saw {r['sshd_logins_per_site_min']:.2f}); condor_q -af {r['condor_q_s'] * 1000:.0f} ms; "
+            f"all running {r['boot_s']:.0f} s after the first pass",
+            flush=True,
+        )
+    if args.burst:
+        b = burst_case(args.burst)
+        print(
+            f"burst of {b['n']} over 10 sites: {b['boots_called']} boots called, the last "
+            f"{b['last_boot_late_s']} s after the shared begin (median {b['median_boot_late_s']} s); "
+            f"{b['teardowns']} teardowns, the last started {b['last_teardown_late_s']} s "
+            "after the shared end",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
