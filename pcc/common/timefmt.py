@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import UTC, datetime
@@ -56,8 +57,10 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
+@functools.lru_cache(maxsize=65536)
 def iso(ts: float) -> str:
-    """ISO 8601 in UTC with its zone, to the second: ``2026-12-01T09:00:00Z`` (machine output)."""
+    """ISO 8601 in UTC with its zone, to the second: ``2026-12-01T09:00:00Z`` (machine output).
+    Remembered: every listing writes the same begins and ends again."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -37,6 +37,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.FAILED: frozenset(),
 }
 TERMINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+# How far along each state is (its place in the enum), for "the least advanced".
+STATE_ORDER = {s: i for i, s in enumerate(State)}
 # States whose allocations hold site capacity in the calendar.
 HOLDING = frozenset({State.REQUESTED, State.SCHEDULED, State.BOOTING, State.RUNNING, State.STOPPING})
 
@@ -103,10 +105,9 @@ class Reservation:
     @property
     def state(self) -> State:
         """A reservation's overall state: its least advanced live allocation, else the first."""
-        order = list(State)
         live = [a.state for a in self.allocations if a.state not in TERMINAL]
         if live:
-            return min(live, key=order.index)
+            return min(live, key=STATE_ORDER.__getitem__)
         states = [a.state for a in self.allocations]
         for terminal in (State.FAILED, State.CANCELLED, State.STOPPED):
             if terminal in states:

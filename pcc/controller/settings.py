@@ -66,7 +66,7 @@ class SiteEntry:
 class Timings:
     boot_lead_s: float = 60.0  # boot jobs start this long before a reservation begins
     reconcile_s: float = 5.0  # reconcile loop period
-    watch_poll_s: float = 10.0  # how often a watch job asks its site
+    watch_poll_s: float = 10.0  # how often a site's monitor job asks its site for all its clusters
     boot_retries: int = 3  # DAGMan RETRY of boot nodes
     retry_delay_s: float = 5.0  # a failed boot attempt waits this long before exiting
     ssh_timeout_s: float = 20.0

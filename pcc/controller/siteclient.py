@@ -8,9 +8,8 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pcc.common import protocol
 from pcc.common.errors import PermanentError, TemporaryError, UserInputError
@@ -23,6 +22,14 @@ log = logging.getLogger(__name__)
 
 # What may appear in a pragma argument sent to a site: names, numbers, key=value options.
 SAFE_ARG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/=,@+-]{0,200}\Z|^key=-\Z")
+
+
+class Connection(Protocol):
+    """A kept login that runs many commands (:class:`pcc.controller.openssh.SharedConnection`)."""
+
+    def run(self, command: str, timeout: float, stdin: str = "") -> str: ...
+
+
 VERBS = {("boot",), ("list", "cluster"), ("list", "repository"), ("shutdown",), ("clean",), ("check",)}
 
 
@@ -106,58 +113,6 @@ def run_ssh(site: SiteEntry, command: str, timeout: float, stdin: str, connect_t
         client.close()
 
 
-class KeptConnection:
-    """One SSH login to a site, kept for many commands (each a channel of its own), as a
-    long-running job such as a site's monitor needs: it logs in again only after the
-    connection failed, and then not sooner than ``reconnect_s`` after its last login
-    attempt, so a site sees at most 60 / ``reconnect_s`` logins a minute from it."""
-
-    def __init__(self, site: SiteEntry, connect_timeout: float, reconnect_s: float = 30.0) -> None:
-        self.site, self.connect_timeout, self.reconnect_s = site, connect_timeout, reconnect_s
-        self.logins = 0  # login attempts, for the monitor's own ad and the scale bench
-        self._client: Any = None
-        self._last_attempt: float | None = None
-        self._last_error = ""
-
-    def _ready(self) -> Any:
-        if self._client is not None:
-            transport = self._client.get_transport()
-            if transport is not None and transport.is_active():
-                return self._client
-            self.close()
-        now = time.monotonic()
-        if self._last_attempt is not None and now - self._last_attempt < self.reconnect_s:
-            wait = self.reconnect_s - (now - self._last_attempt)
-            last = self._last_error or f"site {self.site.name}: not connected"
-            raise TemporaryError(f"{last} (next login in {wait:.0f} s)")
-        self._last_attempt = now
-        self.logins += 1
-        try:
-            self._client = _connect(self.site, self.connect_timeout)
-        except TemporaryError as exc:
-            self._last_error = str(exc)
-            raise
-        self._client.get_transport().set_keepalive(30)
-        log.info("site %s: logged in (%d logins so far)", self.site.name, self.logins)
-        return self._client
-
-    def run(self, command: str, timeout: float, stdin: str = "") -> str:
-        client = self._ready()
-        try:
-            return _exec(client, self.site, command, timeout, stdin)
-        except TemporaryError as exc:
-            transport = client.get_transport()
-            if transport is None or not transport.is_active():
-                self.close()
-                self._last_error = str(exc)
-            raise
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-
 class SiteClient:
     """The site tool's verbs at one site, typed. ``timeout`` bounds each call (connection
     included); ``boot_timeout`` bounds a boot."""
@@ -167,7 +122,7 @@ class SiteClient:
         site: SiteEntry,
         timeout: float = 20.0,
         boot_timeout: float = 600.0,
-        connection: KeptConnection | None = None,
+        connection: Connection | None = None,
     ) -> None:
         self.site, self.timeout, self.boot_timeout = site, timeout, boot_timeout
         self.connection = connection  # None: a connection per call

@@ -222,7 +222,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     """One site's monitor (see :mod:`pcc.jobs.monitor`): runs until HTCondor stops it."""
     from pcc.condor.adapter import CondorAdapter
     from pcc.condor.monitors import hold_constraint
-    from pcc.controller.siteclient import KeptConnection
+    from pcc.controller.openssh import SharedConnection
     from pcc.jobs.monitor import run_monitor
 
     try:
@@ -233,7 +233,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         time.sleep(10)  # HTCondor starts a monitor that exits again: not in a tight loop
         raise
     t = settings.timings
-    connection = KeptConnection(site, t.ssh_timeout_s)
+    connection = SharedConnection(site, t.ssh_timeout_s)
     client = SiteClient(site, timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s, connection=connection)
     condor = CondorAdapter()
     reported = [-1]
