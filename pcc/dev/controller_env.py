@@ -108,8 +108,10 @@ def write_config(
     controller_key: Path,
     known_hosts: Path,
     extra_sites: str = "",
-    monitor_poll_s: float = 1,
+    timings: dict[str, float] | None = None,
 ) -> Path:
+    """``timings`` overrides the test timings below (a bench's slower polls, say)."""
+    t = {"watch_poll_s": 1.0, "ssh_timeout_s": 5.0, **(timings or {})}
     lines = [
         f'state_dir = "{state}"',
         "",
@@ -119,10 +121,10 @@ def write_config(
         "[timings]",
         "boot_lead_s = 0",
         "reconcile_s = 1",
-        f"watch_poll_s = {monitor_poll_s}",
+        f"watch_poll_s = {t['watch_poll_s']}",
         "boot_retries = 2",
         "retry_delay_s = 1",
-        "ssh_timeout_s = 5",
+        f"ssh_timeout_s = {t['ssh_timeout_s']}",
         "boot_timeout_s = 120",
         "",
         "[metrics]",
@@ -159,9 +161,9 @@ def make_controller(
     known_hosts: Path,
     user_key: Path,
     extra_sites: str = "",
-    monitor_poll_s: float = 1,
+    timings: dict[str, float] | None = None,
 ) -> Controller:
-    config = write_config(state, pool, sites, controller_key, known_hosts, extra_sites, monitor_poll_s)
+    config = write_config(state, pool, sites, controller_key, known_hosts, extra_sites, timings)
     settings = Settings.from_env(config=config)
     store = Store(settings.database)
     owner = pool.daemon_user().pw_name
