@@ -27,7 +27,6 @@ from pcc.condor.dag import TEMPLATES, JobEnvironment
 from pcc.controller.settings import Settings, SiteEntry
 
 MONITOR_TEMPLATE = "monitor.sub"
-MONITOR_PROJECTION = ["ClusterId", "ProcId", "JobStatus", "PccSite", "PccDigest", "PccController"]
 
 
 def quoted(text: str) -> str:

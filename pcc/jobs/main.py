@@ -38,9 +38,9 @@ from pcc.common.errors import (
     UserInputError,
 )
 from pcc.common.jobstate import BOOT_PERMANENT_EXIT, PccState
-from pcc.common.protocol import ClusterStatus
 from pcc.controller.settings import Settings
 from pcc.controller.siteclient import SiteClient
+from pcc.jobs.monitor import node_attrs
 
 ATTR_NAME = re.compile(r"^Pcc[A-Za-z0-9]{1,60}\Z")
 log = logging.getLogger("pcc.jobs.main")
@@ -145,16 +145,6 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _status_attrs(status: ClusterStatus) -> dict[str, Any]:
-    fe = status.frontend
-    return {
-        "PccNodesUp": status.nodes_up,
-        "PccNodesTotal": status.nodes_total,
-        "PccFrontend": fe.name if fe else "",
-        "PccPublicIP": status.login_address,
-    }
-
-
 def _client(settings: Settings, site: str) -> SiteClient:
     t = settings.timings
     return SiteClient(settings.site(site), timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s)
@@ -211,7 +201,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
             time.sleep(settings.timings.retry_delay_s)
         return status
     publish_values(
-        {"PccState": PccState.BOOTED, "PccMessage": result.message, **_status_attrs(result.status)},
+        {"PccState": PccState.BOOTED, "PccMessage": result.message, **node_attrs(result.status)},
         identity,
     )
     log.info("reservation %s site %s: booted", args.reservation, site.name)

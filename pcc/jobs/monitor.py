@@ -44,18 +44,21 @@ class Listing:
     error: str = ""
 
 
-def status_attrs(status: ClusterStatus) -> dict[str, Any]:
-    """A cluster's live attributes as a job ad carries them."""
+def node_attrs(status: ClusterStatus) -> dict[str, Any]:
+    """A cluster's node counts and login as a job ad carries them (a boot job's too)."""
     fe = status.frontend
-    state, message = status.verdict()
     return {
         "PccNodesUp": status.nodes_up,
         "PccNodesTotal": status.nodes_total,
         "PccFrontend": fe.name if fe else "",
         "PccPublicIP": status.login_address,
-        "PccMessage": message,
-        "PccState": str(state),
     }
+
+
+def status_attrs(status: ClusterStatus) -> dict[str, Any]:
+    """A cluster's live attributes as a HOLD job's ad carries them, its state last."""
+    state, message = status.verdict()
+    return {**node_attrs(status), "PccMessage": message, "PccState": str(state)}
 
 
 def wanted_status(ad: Mapping[str, Any], listing: Listing, misses: int) -> dict[str, Any]:
