@@ -198,11 +198,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def churn(database: Path, every: float) -> None:
+    """Change one allocation every ``every`` seconds, as a busy controller's loop does: each
+    change moves the store's revision, so listings kept by the API must be built again."""
+    import sqlite3
+
+    conn = sqlite3.connect(database, isolation_level=None)
+    try:
+        while True:
+            conn.execute("update allocations set updated = updated + 1 where id = abs(random()) % 10000 + 1")
+            await asyncio.sleep(every)
+    finally:
+        conn.close()
+
+
 async def load(
-    url: str, server: int, clients: int, total: int, request: Request, pace: float | None, label: str
+    url: str,
+    server: int,
+    clients: int,
+    total: int,
+    request: Request,
+    pace: float | None,
+    label: str,
+    changes: tuple[Path, float] | None = None,
 ) -> Figures:
     """``total`` requests from ``clients`` concurrent connections; each client sends its next
-    request when the last is answered (closed), or every ``pace`` seconds."""
+    request when the last is answered (closed), or every ``pace`` seconds; with ``changes``
+    (the store, seconds) the store changes that often meanwhile."""
     host, port = url.removeprefix("http://").rsplit(":", 1)
     connections = [Connection(host, int(port)) for _ in range(clients)]
     latencies: list[float] = []
@@ -222,6 +244,7 @@ async def load(
             if pace:
                 await asyncio.sleep(max(0.0, pace - (time.perf_counter() - t0)))
 
+    writer = asyncio.create_task(churn(*changes)) if changes else None
     try:
         await asyncio.gather(*(client(k, 1) for k in range(clients)))  # connect, warm
         latencies.clear()
@@ -229,6 +252,8 @@ async def load(
         await asyncio.gather(*(client(k, per_client) for k in range(clients)))
         return Figures(label, latencies, time.perf_counter() - started, cpu_seconds(server) - cpu0)
     finally:
+        if writer is not None:
+            writer.cancel()
         for c in connections:
             c.close()
 
@@ -273,7 +298,7 @@ def main() -> int:
         assert child.stdout is not None and child.stdin is not None
         url = child.stdout.readline().strip()
         try:
-            run(url, child.pid, args, tokens, owned)
+            run(url, child.pid, args, tokens, owned, settings_for(state).database)
         finally:
             child.stdin.close()
             child.wait(timeout=30)
@@ -281,7 +306,12 @@ def main() -> int:
 
 
 def run(
-    url: str, server: int, args: argparse.Namespace, tokens: dict[str, str], owned: dict[str, list[str]]
+    url: str,
+    server: int,
+    args: argparse.Namespace,
+    tokens: dict[str, str],
+    owned: dict[str, list[str]],
+    database: Path,
 ) -> None:
     users = sorted(owned)
     mine = len(owned[users[0]])
@@ -312,18 +342,24 @@ def run(
         return "POST", "/reservations", token(k), doc
 
     n, pace = args.clients, args.pace
-    cases: list[tuple[str, int, int, Request, float | None]] = [
-        (f"GET /reservations (a user's {mine}), closed", n, args.reads, list_mine, None),
-        ("GET /reservations/{id}, closed", n, args.reads, get_one, None),
-        (f"GET /reservations, each client 1 per {pace:g} s", n, n * 10, list_mine, pace),
-        (f"GET /reservations, each client 1 per {2 * pace:g} s", n, n * 5, list_mine, 2 * pace),
-        (f"GET /reservations/{{id}}, each client 1 per {pace:g} s", n, n * 10, get_one, pace),
-        ("POST /reservations, 10 clients, closed", 10, args.posts, post, None),
-        (f"GET /reservations as admin (all {args.reservations}), 1 client", 1, 10, list_all, None),
+    busy = (database, 0.1)  # the store changes 10 times a second: nearly every listing is built
+    cases: list[tuple[str, int, int, Request, float | None, tuple[Path, float] | None]] = [
+        (f"GET /reservations (a user's {mine}), closed", n, args.reads, list_mine, None, None),
+        ("GET /reservations/{id}, closed", n, args.reads, get_one, None, None),
+        (f"GET /reservations, each client 1 per {pace:g} s", n, n * 10, list_mine, pace, None),
+        (f"GET /reservations, each client 1 per {2 * pace:g} s", n, n * 5, list_mine, 2 * pace, None),
+        (f"GET /reservations/{{id}}, each client 1 per {pace:g} s", n, n * 10, get_one, pace, None),
+        (f"  the same, store changing 10/s: list 1 per {pace:g} s", n, n * 10, list_mine, pace, busy),
+        (f"  the same, store changing 10/s: list 1 per {2 * pace:g} s", n, n * 5, list_mine, 2 * pace, busy),
+        ("  the same, store changing 10/s: list, closed", n, args.reads, list_mine, None, busy),
+        ("POST /reservations, 10 clients, closed", 10, args.posts, post, None, None),
+        (f"GET /reservations as admin (all {args.reservations}), 1 client", 1, 10, list_all, None, None),
+        ("  the same, store changing 10/s", 1, 10, list_all, None, busy),
     ]
     print(f"\n{'':<52} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>7} {'srv ms/req':>10}")
-    for label, clients, total, request, paced in cases:
-        print(asyncio.run(load(url, server, clients, total, request, paced, label)).row(), flush=True)
+    for label, clients, total, request, paced, changes in cases:
+        figures = asyncio.run(load(url, server, clients, total, request, paced, label, changes))
+        print(figures.row(), flush=True)
     if Connection.reconnects:
         print(
             f"({Connection.reconnects} requests found their idle connection closed by the server; sent again)"

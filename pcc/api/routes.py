@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from pcc.api import schemas
 from pcc.api.app import Services
 from pcc.api.errors import ERROR_STATUSES
+from pcc.api.listings import Json, Listings
 from pcc.common.errors import Unauthenticated, UserInputError
 from pcc.common.timefmt import iso, parse_duration
 from pcc.controller import views
@@ -54,6 +54,7 @@ def epoch(when: datetime) -> int:
 
 def router(services: Services) -> APIRouter:
     api = APIRouter(prefix="/api/v1", responses=ERRORS)
+    listings = Listings()
 
     # On the event loop, not in a worker thread: it is two indexed reads (and, once a minute
     # per token, a write that never waits for the lock), and the hop to a thread would cost
@@ -68,11 +69,17 @@ def router(services: Services) -> APIRouter:
     Who = Annotated[Actor, Depends(actor)]
 
     # -- reservations --------------------------------------------------------------------------
+    # The reads clients poll run on the event loop, as `actor` does: a listing kept at the
+    # store's current revision is one lookup, and one reservation two indexed reads; only a
+    # listing to build goes to a worker thread (an admin's of every reservation takes long).
     @api.get("/reservations", response_model=list[schemas.ReservationDoc], tags=["reservations"])
-    def list_reservations(who: Who, state: State | None = None, mine: bool = False) -> Response:
+    async def list_reservations(who: Who, state: State | None = None, mine: bool = False) -> Response:
         """Your reservations (an admin sees everyone's unless ``mine``), oldest first."""
-        rows = services().reservations(who, state=state, mine=mine)
-        return JSONResponse([views.reservation(r) for r in rows])
+
+        def build() -> list[dict[str, Any]]:
+            return [views.reservation(r) for r in services().reservations(who, state=state, mine=mine)]
+
+        return await listings.get((who.name, who.admin, state, mine), services().revision(), build)
 
     @api.post("/reservations", response_model=schemas.ReservationDoc, status_code=201, tags=["reservations"])
     def create_reservation(who: Who, doc: schemas.ReservationIn) -> Response:
@@ -94,27 +101,27 @@ def router(services: Services) -> APIRouter:
             owner=doc.owner,
             now=now,
         )
-        return JSONResponse(
+        return Json(
             views.reservation(res), status_code=201, headers={"Location": f"/api/v1/reservations/{res.id}"}
         )
 
     @api.get("/reservations/{rid}", response_model=schemas.ReservationDoc, tags=["reservations"])
-    def get_reservation(who: Who, rid: str) -> Response:
-        return JSONResponse(views.reservation(services().reservation(who, rid)))
+    async def get_reservation(who: Who, rid: str) -> Response:
+        return Json(views.reservation(services().reservation(who, rid)))
 
     @api.patch("/reservations/{rid}", response_model=schemas.ReservationDoc, tags=["reservations"])
     def patch_reservation(who: Who, rid: str, doc: schemas.ReservationPatch) -> Response:
         """Move the end: later (the calendar is checked again) or earlier."""
-        return JSONResponse(views.reservation(services().move_end(who, rid, epoch(doc.end))))
+        return Json(views.reservation(services().move_end(who, rid, epoch(doc.end))))
 
     @api.delete("/reservations/{rid}", response_model=schemas.ReservationDoc, tags=["reservations"])
     def delete_reservation(who: Who, rid: str) -> Response:
         """Cancel; running clusters are torn down."""
-        return JSONResponse(views.reservation(services().cancel(who, rid)))
+        return Json(views.reservation(services().cancel(who, rid)))
 
     @api.get("/reservations/{rid}/events", response_model=list[schemas.EventDoc], tags=["reservations"])
     def reservation_events(who: Who, rid: str) -> Response:
-        return JSONResponse([views.event(e) for e in services().events(who, rid)])
+        return Json([views.event(e) for e in services().events(who, rid)])
 
     # -- the calendar --------------------------------------------------------------------------
     @api.post("/slots/search", response_model=schemas.SlotsDoc, tags=["calendar"])
@@ -128,16 +135,16 @@ def router(services: Services) -> APIRouter:
             epoch(doc.not_after) if doc.not_after else None,
             doc.count,
         )
-        return JSONResponse({"windows": [{"begin": iso(w.begin), "end": iso(w.end)} for w in windows]})
+        return Json({"windows": [{"begin": iso(w.begin), "end": iso(w.end)} for w in windows]})
 
     # -- sites and images ----------------------------------------------------------------------
     @api.get("/sites", response_model=list[schemas.SiteDoc], tags=["sites"])
     def list_sites(who: Who) -> Response:
-        return JSONResponse([views.site(r) for r in services().sites(who)])
+        return Json([views.site(r) for r in services().sites(who)])
 
     @api.get("/sites/{name}", response_model=schemas.SiteDoc, tags=["sites"])
     def get_site(who: Who, name: str) -> Response:
-        return JSONResponse(views.site(services().site(who, name)))
+        return Json(views.site(services().site(who, name)))
 
     @api.get("/sites/{name}/availability", response_model=schemas.AvailabilityDoc, tags=["sites"])
     def availability(
@@ -152,22 +159,22 @@ def router(services: Services) -> APIRouter:
         svc = services()
         site = svc.site(who, name).entry
         steps = svc.availability(who, name, begin, end)
-        return JSONResponse(views.availability(site, steps))
+        return Json(views.availability(site, steps))
 
     @api.get("/images", response_model=list[schemas.ImageDoc], tags=["sites"])
     def list_images(who: Who) -> Response:
         """Each site's images, as its probes last reported them."""
-        return JSONResponse(views.images(services().images(who)))
+        return Json(views.images(services().images(who)))
 
     # -- users and tokens ----------------------------------------------------------------------
     @api.get("/users/me", response_model=schemas.UserDoc, tags=["users"])
     def me(who: Who) -> Response:
-        return JSONResponse(views.user(services().user(who, who.name)))
+        return Json(views.user(services().user(who, who.name)))
 
     @api.get("/users", response_model=list[schemas.UserDoc], tags=["users"])
     def list_users(who: Who) -> Response:
         """Admin: every user."""
-        return JSONResponse([views.user(u) for u in services().users(who)])
+        return Json([views.user(u) for u in services().users(who)])
 
     @api.post("/users", response_model=schemas.UserDoc, status_code=201, tags=["users"])
     def create_user(who: Who, doc: schemas.UserIn) -> Response:
@@ -176,11 +183,11 @@ def router(services: Services) -> APIRouter:
         user = svc.add_user(who, doc.name, doc.email, doc.ssh_key, admin=doc.role == "admin")
         if doc.password is not None:
             user = svc.set_password(who, user.name, doc.password)
-        return JSONResponse(views.user(user), status_code=201)
+        return Json(views.user(user), status_code=201)
 
     @api.get("/users/{name}", response_model=schemas.UserDoc, tags=["users"])
     def get_user(who: Who, name: str) -> Response:
-        return JSONResponse(views.user(services().user(who, name)))
+        return Json(views.user(services().user(who, name)))
 
     @api.patch("/users/{name}", response_model=schemas.UserDoc, tags=["users"])
     def patch_user(who: Who, name: str, doc: schemas.UserPatch) -> Response:
@@ -193,13 +200,13 @@ def router(services: Services) -> APIRouter:
             admin=None if doc.role is None else doc.role == "admin",
             password=doc.password,
         )
-        return JSONResponse(views.user(user))
+        return Json(views.user(user))
 
     @api.get("/tokens", response_model=list[schemas.TokenDoc], tags=["tokens"])
     def list_tokens(who: Who, user: str | None = None) -> Response:
         """Your tokens (an admin: everyone's, or ``user``'s); never the tokens themselves."""
         now = time.time()
-        return JSONResponse([views.token(t, now) for t in services().tokens(who, user)])
+        return Json([views.token(t, now) for t in services().tokens(who, user)])
 
     @api.post("/tokens", response_model=schemas.NewTokenDoc, status_code=201, tags=["tokens"])
     def create_token(who: Who, doc: schemas.TokenIn) -> Response:
@@ -207,10 +214,10 @@ def router(services: Services) -> APIRouter:
         now = time.time()
         lifetime = seconds(doc.expires_in) if doc.expires_in is not None else None
         secret, info = services().create_token(who, doc.user, lifetime, doc.label, now)
-        return JSONResponse(views.token(info, now, secret), status_code=201)
+        return Json(views.token(info, now, secret), status_code=201)
 
     @api.delete("/tokens/{token_id}", response_model=schemas.TokenDoc, tags=["tokens"])
     def revoke_token(who: Who, token_id: TokenId) -> Response:
-        return JSONResponse(views.token(services().revoke_token(who, token_id), time.time()))
+        return Json(views.token(services().revoke_token(who, token_id), time.time()))
 
     return api

@@ -25,6 +25,8 @@ class ApiServer:
             create_app(settings),
             host=settings.api.host,
             port=settings.api.port,
+            loop="uvloop",
+            http="httptools",
             log_level="warning",
             access_log=False,
             lifespan="on",  # the app's lifespan sizes the routes' thread pool

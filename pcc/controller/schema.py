@@ -268,6 +268,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             'ALTER TABLE "site_health" ADD COLUMN "staging_dir" TEXT NOT NULL DEFAULT \'\'',
         ),
     ),
+    Migration(
+        5,
+        "a revision number of the reservations and their allocations, counted by triggers: "
+        "readers (the API's cached listings) see whether anything changed with one read",
+        sql(
+            'CREATE TABLE "revisions" (\n   "name" TEXT PRIMARY KEY,\n   "value" INTEGER NOT NULL\n)',
+            "INSERT INTO \"revisions\" VALUES ('reservations', 0)",
+            *(
+                f'CREATE TRIGGER "{table}_{event.lower()}_revision" AFTER {event} ON "{table}" BEGIN '
+                'UPDATE "revisions" SET "value" = "value" + 1 WHERE "name" = \'reservations\'; END'
+                for table in ("reservations", "allocations")
+                for event in ("INSERT", "UPDATE", "DELETE")
+            ),
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -266,6 +266,11 @@ class Service:
         rows = self.store.reservations(owner)
         return [r for r in rows if state is None or r.state is state]
 
+    def revision(self) -> int:
+        """Changes whenever any reservation does (see :meth:`Store.revision`): what the API's
+        cached listings are keyed by."""
+        return self.store.revision()
+
     def reservation(self, actor: Actor, rid: str) -> Reservation:
         """One reservation; someone else's is refused like a missing one."""
         res = self.store.find_reservation(rid)

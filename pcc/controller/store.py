@@ -463,6 +463,12 @@ class Store:
             allocations=tuple(allocations),
         )
 
+    def revision(self) -> int:
+        """A number that changes whenever a reservation or an allocation is added, changed or
+        removed, by any connection or process (triggers count it): one indexed read tells a
+        reader whether what it built from them is still current."""
+        return int(self.db.execute("select value from revisions where name = 'reservations'").fetchone()[0])
+
     def find_reservation(self, rid: str) -> Reservation | None:
         found = self._load("r.id = ?", [rid])
         return found[0] if found else None

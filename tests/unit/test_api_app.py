@@ -5,6 +5,7 @@ The sites' catalogs are seeded as the probes would leave them."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -203,6 +204,19 @@ def test_an_admin_sees_and_cancels_everyones_reservations(api: Api, t0: int) -> 
     cancelled = boss.delete(f"/reservations/{bobs['id']}")
     assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
     assert api.as_("bob").get(f"/reservations/{bobs['id']}").json()["state"] == "cancelled"
+
+
+def test_a_listing_shows_at_once_what_another_process_changed(api: Api, t0: int) -> None:
+    made = api.reserved(t0, t0 + HOUR, "a:1")
+    assert [r["state"] for r in api.get("/reservations").json()] == ["requested"]
+    assert api.get("/reservations").json() == api.get("/reservations").json()  # kept, the same
+    other = sqlite3.connect(api.seeded.settings.database, isolation_level=None)  # the loop, the CLI
+    other.execute("update allocations set state = 'booting' where reservation = ?", [made["id"]])
+    other.close()
+    assert [r["state"] for r in api.get("/reservations").json()] == ["booting"]
+    assert [r["state"] for r in api.get("/reservations", params={"state": "booting"}).json()] == ["booting"]
+    assert api.get("/reservations", params={"state": "requested"}).json() == []
+    assert api.as_("bob").get("/reservations").json() == []  # each user's own listing
 
 
 def test_a_user_cannot_list_users_nor_make_a_token_for_another(api: Api) -> None:

@@ -320,3 +320,37 @@ def test_a_version_3_store_with_rows_gains_booking_links_and_staging_dirs(tmp_pa
     assert store.site_health()["a"]["staging_dir"] == "/var/tmp/pragma"
     store.put_booked_link("ref1", rejected="short of CPUs")
     assert store.booked_link("ref1").rejected == "short of CPUs"  # type: ignore[union-attr]
+
+
+def test_a_version_4_store_with_rows_gains_a_revision_that_every_change_moves(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "pcc.db")
+    assert migrate(conn, MIGRATIONS[:4]) == 4
+    conn.execute("insert into users (name) values ('alice')")
+    conn.execute(
+        'insert into reservations (id, seq, owner, image, begin, "end", created, cancelled) '
+        "values ('r1', 1, 'alice', 'tiny', 10, 20, 5, 0)"
+    )
+    conn.close()
+    store = Store(tmp_path / "pcc.db")
+    assert user_version(store.db.conn) == LATEST
+    assert store.find_reservation("r1") is not None  # the row survived
+    seen = [store.revision()]
+
+    def moved() -> bool:
+        seen.append(store.revision())
+        return seen[-1] > seen[-2]
+
+    other = connect(tmp_path / "pcc.db")  # another connection (another process, say)
+    other.execute(
+        "insert into allocations (reservation, site, cpus, memory_gb, ent, state, reason, nodes_up, "
+        "nodes_total, updated) values ('r1', 'a', 1, 1.0, 0, 'requested', '', 0, 1, 5)"
+    )
+    assert moved()
+    other.execute("update allocations set state = 'scheduled' where reservation = 'r1'")
+    assert moved()
+    other.execute("update reservations set title = 'renamed' where id = 'r1'")
+    assert moved()
+    other.execute("delete from allocations where reservation = 'r1'")
+    assert moved()
+    other.execute("update users set email = 'a@example.org' where name = 'alice'")
+    assert not moved()  # only reservations and allocations count
