@@ -11,13 +11,14 @@ export PCC_STATE_DIR := $(STATE)
 
 # Debian 12 packages PCC needs on the host (HTCondor itself comes from condor_config/):
 # the controller, then the site tool with its libvirt driver (QEMU, libvirt, the tools that
-# stage disks and seeds, validate XML and check cloud-config), the test image's build, and
+# stage disks and seeds, validate XML and check cloud-config), the test image's build, the
+# multi-host pool test's network namespaces (iproute2), and
 # Debian's Chromium for the web page's browser tests (Playwright drives it; it downloads none),
 # and the real LibreBooking's PHP and MariaDB for the Booked connector's tests (no Composer:
 # Debian's Smarty, Monolog and captcha libraries stand in for its vendor directory).
 APT_PACKAGES := patchelf util-linux debian-archive-keyring ca-certificates python3 python3-venv python3-dev \
   gcc pkg-config libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 \
-  qemu-utils genisoimage libxml2-utils cloud-init openssh-client openssh-server cpio tini prometheus \
+  qemu-utils genisoimage libxml2-utils cloud-init openssh-client openssh-server cpio tini prometheus iproute2 \
   chromium fonts-dejavu-core \
   php-cli php-mysql php-mbstring php-xml php-gd php-curl php-intl mariadb-server mariadb-client smarty4 \
   php-monolog php-google-recaptcha php-gregwar-captcha

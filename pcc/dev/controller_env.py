@@ -10,7 +10,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +109,7 @@ def write_config(
     known_hosts: Path,
     extra_sites: str = "",
     timings: dict[str, float] | None = None,
+    boot_universe: str = "local",
 ) -> Path:
     """``timings`` overrides the test timings below (a bench's slower polls, say)."""
     t = {"watch_poll_s": 1.0, "ssh_timeout_s": 5.0, **(timings or {})}
@@ -117,6 +118,7 @@ def write_config(
         "",
         "[condor]",
         f'config = "{pool.config_file}"',
+        f'boot_universe = "{boot_universe}"',
         "",
         "[timings]",
         "boot_lead_s = 0",
@@ -243,8 +245,14 @@ class Served:
 
 def serve_controller(ctl: Controller, timeout: float = 60, **env: str) -> Served:
     """Start `pcc serve --config <ctl's>` with its API on a free loopback port."""
+    return serve_config(ctl.config, timeout=timeout, **env)
+
+
+def serve_config(config: Path, on: Sequence[str] = (), timeout: float = 60, **env: str) -> Served:
+    """Start `pcc serve --config CONFIG` with its API on a free loopback port; ``on``
+    prefixes its command (``ip netns exec NS``: on a host of a test's own network)."""
     proc = subprocess.Popen(
-        [str(VENV_BIN / "pcc"), "--config", str(ctl.config), "serve"],
+        [*on, str(VENV_BIN / "pcc"), "--config", str(config), "serve"],
         env={**os.environ, "PCC_API_LISTEN": "127.0.0.1:0", **env},
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -112,10 +113,16 @@ def start_libvirt_session(account: pwd.struct_passwd) -> int | None:
 
 
 def start_sshd(
-    directory: Path, address: str, account: pwd.struct_passwd, authorized: str, path_dirs: str
+    directory: Path,
+    address: str,
+    account: pwd.struct_passwd,
+    authorized: str,
+    path_dirs: str,
+    on: Sequence[str] = (),
 ) -> tuple[int, str]:
     """An sshd for one site on ``address``:2222 only (own host key, key logins for
-    ``account`` only, no root); returns its pid and its host public key."""
+    ``account`` only, no root); returns its pid and its host public key. ``on`` prefixes
+    its command (``ip netns exec NS``: a host of a test's own network)."""
     directory.mkdir(parents=True, exist_ok=True)
     host_key = directory / "ssh_host_ed25519_key"
     make_keypair(host_key)
@@ -156,7 +163,7 @@ def start_sshd(
         Path("/run/sshd").mkdir(exist_ok=True)
     pid_file.unlink(missing_ok=True)
     proc = subprocess.run(
-        ["/usr/sbin/sshd", "-f", str(config), "-E", str(directory / "sshd.log")],
+        [*on, "/usr/sbin/sshd", "-f", str(config), "-E", str(directory / "sshd.log")],
         capture_output=True,
         text=True,
         check=False,

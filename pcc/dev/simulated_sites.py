@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,10 @@ def simulated_site_text(
     boot_s: float,
     max_boots: int,
     failure_rate: float = 0.0,
+    forward_address: str | None = None,
 ) -> str:
+    """``forward_address`` (default ``address``) is where its clusters' logins would be
+    forwarded from: a loopback address (the site tool's user-mode networking allows no other)."""
     return textwrap.dedent(
         f"""\
         # Site {name}: simulated (boots nothing), written by pcc/dev/simulated_sites.py
@@ -55,7 +59,7 @@ def simulated_site_text(
 
         [network]
         mode = "user"
-        forward_address = "{address}"
+        forward_address = "{forward_address or address}"
         forward_ports = "30000-39999"
         private_cidr = "10.1.0.0/16"
         """
@@ -117,7 +121,11 @@ def start_simulated_sites(
     cpus: int = 4096,
     boot_s: float = 0.0,
     max_boots: int = 64,
+    on: Sequence[str] = (),
+    forward_address: str | None = None,
 ) -> SimulatedSites:
+    """``on`` prefixes the sshd's command (``ip netns exec NS``: a host of a test's network);
+    ``forward_address`` as in :func:`simulated_site_text`."""
     user = demo.site_account(account)
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
@@ -126,13 +134,17 @@ def start_simulated_sites(
         site_dir = root / name
         (site_dir / "staging").mkdir(parents=True, exist_ok=True)
         config = site_dir / "site.toml"
-        config.write_text(simulated_site_text(name, site_dir / "staging", address, cpus, boot_s, max_boots))
+        config.write_text(
+            simulated_site_text(
+                name, site_dir / "staging", address, cpus, boot_s, max_boots, forward_address=forward_address
+            )
+        )
         configs[name] = config
     if os.geteuid() == 0:
         for path in [root, *root.rglob("*")]:
             os.chown(path, user.pw_uid, user.pw_gid)
     pid, host_pub = demo.start_sshd(
-        root / "sshd", address, user, controller_pub, f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
+        root / "sshd", address, user, controller_pub, f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", on
     )
     return SimulatedSites(
         address, user.pw_name, root, configs, pid, host_pub, cpus, root / "sshd" / "sshd.log"
