@@ -143,6 +143,7 @@ class PersonalPool:
             "local_dir": str(self.local_dir),
             "num_cpus": "4",
             "max_local_jobs": "5000",
+            "job_nice": "10",
             "starter_update_interval": "2",
             "dagman_use_strict": "0" if self.under_tmp else "1",
             **self.settings,

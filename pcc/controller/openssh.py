@@ -97,9 +97,11 @@ class SharedConnection:
         if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
             self._last_error = f"site {self.site.name}: host key of {self.site.host} unknown or changed"
             raise PermanentError(self._last_error)
-        self._last_error = (
-            f"site {self.site.name}: SSH to {self.site.host}:{self.site.port} failed: {err or 'timed out'}"
-        )
+        where = f"{self.site.host}:{self.site.port}"
+        if "connect to host" in err:  # ssh: connect to host H port P: Connection refused
+            self._last_error = f"site {self.site.name}: cannot reach {where}: {err.rpartition(': ')[2]}"
+        else:
+            self._last_error = f"site {self.site.name}: SSH to {where} failed: {err or 'timed out'}"
         raise TemporaryError(self._last_error)
 
     def _master_error(self) -> str:
@@ -157,6 +159,14 @@ class SharedConnection:
                     self._master.wait()
             self._master = None
         self.socket.unlink(missing_ok=True)
+
+    def __enter__(self) -> SharedConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        with contextlib.suppress(OSError):
+            os.rmdir(self._dir)
 
     def __del__(self) -> None:  # a monitor's master must not outlive it
         with contextlib.suppress(Exception):

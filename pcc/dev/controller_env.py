@@ -112,7 +112,7 @@ def write_config(
     boot_universe: str = "local",
 ) -> Path:
     """``timings`` overrides the test timings below (a bench's slower polls, say)."""
-    t = {"watch_poll_s": 1.0, "ssh_timeout_s": 5.0, **(timings or {})}
+    t = {"watch_poll_s": 1.0, "ssh_timeout_s": 5.0, "boot_lead_s": 0, **(timings or {})}
     lines = [
         f'state_dir = "{state}"',
         "",
@@ -121,7 +121,7 @@ def write_config(
         f'boot_universe = "{boot_universe}"',
         "",
         "[timings]",
-        "boot_lead_s = 0",
+        f"boot_lead_s = {t['boot_lead_s']}",
         "reconcile_s = 1",
         f"watch_poll_s = {t['watch_poll_s']}",
         "boot_retries = 2",

@@ -14,13 +14,14 @@ A failed boot tells DAGMan whether to try again through its exit status: the DAG
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import logging
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,9 +146,17 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def _client(settings: Settings, site: str) -> SiteClient:
+@contextlib.contextmanager
+def _client(settings: Settings, site: str) -> Iterator[SiteClient]:
+    """A client of ``site`` whose calls share one login (OpenSSH's connection sharing, closed
+    on exit): a teardown's `shutdown` and `clean` log in once, and a short job loads no
+    paramiko. A job that tries again gets a new login (no wait between attempts)."""
+    from pcc.controller.openssh import SharedConnection
+
     t = settings.timings
-    return SiteClient(settings.site(site), timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s)
+    entry = settings.site(site)
+    with SharedConnection(entry, t.ssh_timeout_s, reconnect_s=0) as connection:
+        yield SiteClient(entry, timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s, connection=connection)
 
 
 def boot_exit_status(exc: BaseException) -> ExitStatus:
@@ -171,7 +180,8 @@ def cmd_boot(args: argparse.Namespace) -> int:
     key = (res_dir / "key.pub").read_text()  # a file, not an argument: job ads are public
     publish_values({"PccBootCalled": int(time.time())}, identity)
     try:
-        result = _client(settings, site.name).boot(args.image, args.cpus, args.reservation, key)
+        with _client(settings, site.name) as client:
+            result = client.boot(args.image, args.cpus, args.reservation, key)
     except PccError as exc:
         status = boot_exit_status(exc)
         permanent = status is ExitStatus.PERMANENT
@@ -254,9 +264,9 @@ def cmd_teardown(args: argparse.Namespace) -> int:
     for name in filter(None, args.sites.split(",")):
         for attempt in range(3):
             try:  # (a site gone from the configuration fails alone; the others are torn down)
-                client = _client(settings, name)
-                client.shutdown(args.reservation)
-                client.clean(args.reservation)
+                with _client(settings, name) as client:
+                    client.shutdown(args.reservation)
+                    client.clean(args.reservation)
                 log.info("reservation %s site %s: torn down", args.reservation, name)
                 done.append(name)
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,8 @@ def boot_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(job.JobIdentity, "from_environment", classmethod(lambda cls: cls(1, 0, 5, None)))
     monkeypatch.setattr(job, "publish", lambda attrs, identity=None: seen["published"].append(attrs))
     monkeypatch.setattr(job.time, "sleep", seen["slept"].append)
-    monkeypatch.setattr(job, "_client", lambda s, name: FakeClient(seen["exc"]))
+    # (pcc-job opens a client per site as a context: its calls share one login)
+    monkeypatch.setattr(job, "_client", lambda s, name: contextlib.nullcontext(FakeClient(seen["exc"])))
     return seen
 
 
