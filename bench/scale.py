@@ -154,22 +154,20 @@ def no_autogroup() -> Iterator[bool]:
     after. Yields whether nice levels count."""
     path = Path("/proc/sys/kernel/sched_autogroup_enabled")
     try:
-        before = path.read_text().strip()
-    except OSError:
-        yield True  # a kernel without autogroup
-        return
-    if before == "0":
-        yield True
-        return
+        on = path.read_text().strip() != "0"
+    except OSError:  # a kernel without autogroup
+        on = False
     try:
-        path.write_text("0")
+        if on:
+            path.write_text("0")
     except OSError:
         yield False
         return
     try:
         yield True
     finally:
-        path.write_text(before)
+        if on:
+            path.write_text("1")
 
 
 def site_request(i: int, n_sites: int) -> SiteRequest:
@@ -259,14 +257,6 @@ def steady_case(n: int, n_sites: int, window: float) -> dict[str, Any]:
             sites.stop()
 
 
-def _lateness(values: list[float]) -> dict[str, float | int | None]:
-    return {
-        "n": len(values),
-        "median": round(statistics.median(values), 1) if values else None,
-        "last": round(max(values), 1) if values else None,
-    }
-
-
 def burst_timeline(condor: CondorAdapter, begin: int, end: int, lead: float) -> dict[str, dict[str, Any]]:
     """Where a burst's time went, per reservation, from the finished jobs' ads (seconds)."""
 
@@ -276,7 +266,7 @@ def burst_timeline(condor: CondorAdapter, begin: int, end: int, lead: float) -> 
             out.setdefault(str(ad["PccReservation"]), ad)  # most recent first: the last attempt
         return out
 
-    boots = by_res("boot", ["PccBootCalled", "JobCurrentStartDate"])
+    boots = by_res("boot", ["PccBootCalled"])
     holds = by_res("hold", ["JobCurrentStartDate", "CompletionDate"])
     finals = by_res("final", ["QDate", "JobCurrentStartDate", "CompletionDate"])
 
@@ -287,7 +277,11 @@ def burst_timeline(condor: CondorAdapter, begin: int, end: int, lead: float) -> 
                 values.append(float(f(rid, ad)))
             except (KeyError, TypeError, ValueError):
                 continue
-        return _lateness(values)
+        return {
+            "n": len(values),
+            "median": round(statistics.median(values), 1) if values else None,
+            "last": round(max(values), 1) if values else None,
+        }
 
     return {
         "boot called after its time": stage(boots, lambda r, a: a["PccBootCalled"] - (begin - lead)),

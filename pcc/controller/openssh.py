@@ -170,5 +170,4 @@ class SharedConnection:
 
     def __del__(self) -> None:  # a monitor's master must not outlive it
         with contextlib.suppress(Exception):
-            self.close()
-            os.rmdir(self._dir)
+            self.__exit__()

@@ -39,7 +39,8 @@ from pcc.common.errors import (
     UserInputError,
 )
 from pcc.common.jobstate import BOOT_PERMANENT_EXIT, PccState
-from pcc.controller.settings import Settings
+from pcc.controller.openssh import SharedConnection
+from pcc.controller.settings import Settings, SiteEntry
 from pcc.controller.siteclient import SiteClient
 from pcc.jobs.monitor import node_attrs
 
@@ -146,17 +147,19 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
+def _site_client(settings: Settings, site: SiteEntry, connection: SharedConnection) -> SiteClient:
+    t = settings.timings
+    return SiteClient(site, timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s, connection=connection)
+
+
 @contextlib.contextmanager
 def _client(settings: Settings, site: str) -> Iterator[SiteClient]:
     """A client of ``site`` whose calls share one login (OpenSSH's connection sharing, closed
     on exit): a teardown's `shutdown` and `clean` log in once, and a short job loads no
     paramiko. A job that tries again gets a new login (no wait between attempts)."""
-    from pcc.controller.openssh import SharedConnection
-
-    t = settings.timings
     entry = settings.site(site)
-    with SharedConnection(entry, t.ssh_timeout_s, reconnect_s=0) as connection:
-        yield SiteClient(entry, timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s, connection=connection)
+    with SharedConnection(entry, settings.timings.ssh_timeout_s, reconnect_s=0) as connection:
+        yield _site_client(settings, entry, connection)
 
 
 def boot_exit_status(exc: BaseException) -> ExitStatus:
@@ -222,7 +225,6 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     """One site's monitor (see :mod:`pcc.jobs.monitor`): runs until HTCondor stops it."""
     from pcc.condor.adapter import CondorAdapter
     from pcc.condor.monitors import hold_constraint
-    from pcc.controller.openssh import SharedConnection
     from pcc.jobs.monitor import run_monitor
 
     try:
@@ -234,7 +236,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         raise
     t = settings.timings
     connection = SharedConnection(site, t.ssh_timeout_s)
-    client = SiteClient(site, timeout=t.ssh_timeout_s, boot_timeout=t.boot_timeout_s, connection=connection)
+    client = _site_client(settings, site, connection)
     condor = CondorAdapter()
     reported = [-1]
 

@@ -47,3 +47,13 @@ def test_no_login_is_tried_again_sooner_than_reconnect_s_after_a_failure() -> No
         assert conn.logins == 1 and str(second.value) == str(first.value)  # same words, no new login
     finally:
         conn.close()
+
+
+def test_a_refused_connection_says_the_site_cannot_be_reached() -> None:
+    from pcc.common.errors import TemporaryError
+
+    # nothing listens at 127.0.0.9:2222
+    with SharedConnection(SITE, 1, 0) as conn, pytest.raises(TemporaryError) as refused:
+        conn.run("true", 5)
+    assert str(refused.value) == "site a: cannot reach 127.0.0.9:2222: Connection refused"
+    assert not conn.socket.parent.exists()  # `with` removes the socket's directory
