@@ -220,7 +220,7 @@ class Store:
             }
             for s in sites
         ]
-        with self.db.conn:
+        with self.immediate():
             self.db["sites"].delete_where()
             if rows:
                 self.db["sites"].insert_all(rows)
@@ -270,12 +270,12 @@ class Store:
         """Store a probe's verdict; a change of health is an event. Returns the previous
         health when it changed (``""`` for a site's first probe), else None. A probe that got
         no answer keeps the site tool's version the last answer reported."""
-        rows = list(self.db["site_health"].rows_where("site = ?", [site]))
-        before = rows[0]["health"] if rows else ""
-        version = pragma_version or (rows[0]["pragma_version"] if rows else "")
-        staging = staging_dir or (rows[0]["staging_dir"] if rows else "")
-        last_good = when if health != "down" else (rows[0]["last_good"] if rows else None)
-        with self.db.conn:
+        with self.immediate():
+            rows = list(self.db["site_health"].rows_where("site = ?", [site]))
+            before = rows[0]["health"] if rows else ""
+            version = pragma_version or (rows[0]["pragma_version"] if rows else "")
+            staging = staging_dir or (rows[0]["staging_dir"] if rows else "")
+            last_good = when if health != "down" else (rows[0]["last_good"] if rows else None)
             self.db["site_health"].upsert(
                 {
                     "site": site,
@@ -346,8 +346,7 @@ class Store:
         return found
 
     def delete_booked_link(self, reference: str) -> None:
-        with self.db.conn:
-            self.db.execute("delete from booked_links where reference = ?", [reference])
+        self.db.execute("delete from booked_links where reference = ?", [reference])
 
     # -- reservations ------------------------------------------------------------------------
     def next_id(self) -> tuple[str, int]:

@@ -197,3 +197,33 @@ def test_live_reservations_are_those_not_finished_and_those_asked_for_each_once(
     assert [r.id for r in store.live_reservations()] == [live.id]
     assert [r.id for r in store.live_reservations([done.id, "r99999"])] == [live.id, done.id]
     assert [len(r.allocations) for r in store.live_reservations()] == [2]
+
+
+def _sync_sites_repeatedly(path: str, start: float, stop: float) -> None:
+    from pcc.controller.settings import SiteEntry
+
+    sites = [SiteEntry(f"s{i}", "127.0.0.2", 22, "pcc", Path("k"), Path("kh"), 4, 8.0) for i in range(3)]
+    store = Store(path)
+    time.sleep(max(0.0, start - time.time()))
+    while time.time() < stop:
+        store.sync_sites(sites)
+        store.record_health("s0", "up", "", time.time(), 0.1)
+
+
+def test_two_processes_mirroring_the_sites_at_once_both_succeed(tmp_path: Path) -> None:
+    """Each program mirrors the configured sites at start (two `pcc booked sync` at once
+    did): the delete and the insert are one write transaction, so neither sees the other's
+    half-done table."""
+    import multiprocessing
+
+    path = str(tmp_path / "pcc.db")
+    Store(path)
+    ctx = multiprocessing.get_context("spawn")
+    start = time.time() + 3  # both workers loaded before either writes
+    workers = [ctx.Process(target=_sync_sites_repeatedly, args=(path, start, start + 1.5)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert sorted(r["name"] for r in Store(path).db["sites"].rows) == ["s0", "s1", "s2"]
