@@ -40,13 +40,34 @@ pytestmark = [pytest.mark.condor, pytest.mark.slow]
 ALICE = Actor("alice")
 
 
-def until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 1.0) -> Any:
+def until(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 1.0,
+    explain: Callable[[], str] | None = None,
+) -> Any:
+    """``predicate``'s first true value; on timeout an error naming ``what`` and, read at
+    that moment, ``explain()``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := predicate():
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    detail = f": {explain()}" if explain is not None else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+
+
+def pool_and_serve_state(hosts: dict[str, Any], reservation: str) -> str:
+    """What a timed-out wait reports: the allocations, the reservation's jobs and the end of
+    serve's log, as they are when the wait gives up."""
+    pool: NetnsPool = hosts["pool"]
+    allocations = hosts["store"].reservation(reservation).allocations
+    queue = pool.tool(
+        "condor_q", "-af:j", "PccReservation", "PccRole", "JobStatus", "HoldReason", "PccState", "PccMessage"
+    )
+    log = hosts["served"].log()[-4000:]
+    return f"allocations {allocations}; condor_q:\n{queue}\nserve's log (end):\n{log}"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +162,12 @@ def test_a_reservation_boots_on_an_execute_host_runs_and_is_torn_down(hosts: dic
     def state() -> State:
         return store.reservation(res.id).allocations[0].state
 
-    until(lambda: state() is State.RUNNING, 180, f"{res.id} to run; {hosts['served'].log()}")
+    until(
+        lambda: state() is State.RUNNING,
+        180,
+        f"{res.id} to run",
+        explain=lambda: pool_and_serve_state(hosts, res.id),
+    )
     boot = json.loads(
         pool.tool(
             "condor_history",
@@ -165,7 +191,12 @@ def test_a_reservation_boots_on_an_execute_host_runs_and_is_torn_down(hosts: dic
         "the HOLD job's status",
     )
     assert hold == ["running"]
-    until(lambda: state() is State.STOPPED, 240, f"{res.id} to be torn down at its end")
+    until(
+        lambda: state() is State.STOPPED,
+        240,
+        f"{res.id} to be torn down at its end",
+        explain=lambda: pool_and_serve_state(hosts, res.id),
+    )
     sites = hosts["sites"]
     argv = ["pragma", "--json", "--config", str(sites.configs["far"]), "list", "cluster"]
     listed = as_site_user(pwd.getpwnam(sites.account), argv, timeout=60)
