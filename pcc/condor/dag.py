@@ -47,6 +47,12 @@ INITIAL_STATES: Mapping[str, PccState] = {
 }
 # A BOOT node exiting with this status is not retried: the site refused the boot for good.
 BOOT_UNLESS_EXIT = BOOT_PERMANENT_EXIT
+# FINAL's PRE script: DAGMan runs it (a fork of `test`, no job) with the DAG's status so far;
+# it exits 1 when that is 0 (every node succeeded, so every HOLD node tore its site down),
+# and ``PRE_SKIP FINAL 1`` then skips the node. Any other status (a failure, a removal, a
+# cancel) runs the teardown of every site.
+FINAL_PRE = dags.Script("/usr/bin/test", ["$DAG_STATUS", "-ne", "0"])
+FINAL_PRE_SKIP = 1
 _PLAIN_PATH = re.compile(r"^[A-Za-z0-9_./+-]+$")
 
 
@@ -80,9 +86,10 @@ def default_pcc_job() -> Path:
 def describe_dag(res: Reservation, settings: Settings, directory: Path) -> dags.DAG:
     """The DAG of ``res`` whose files live in ``directory``: per allocation ``BOOT_<site>``
     (retried ``boot_retries`` times unless it exits :data:`~pcc.common.jobstate.BOOT_PERMANENT_EXIT`) as the
-    parent of ``HOLD_<site>`` (no process: the schedd releases it at the end; not retried, as
-    nothing in it can fail but a removal, which must lead to FINAL too); the ``FINAL`` node
-    tears every site down, whether the DAG succeeds, fails or is removed."""
+    parent of ``HOLD_<site>`` (no process until the schedd releases it at the end, then the
+    teardown of its site; not retried: a failed or removed one leads to FINAL); the ``FINAL``
+    node tears every site down when anything went wrong (the DAG failed or was removed), and
+    its PRE script skips it when every node succeeded (each site is torn down already)."""
     dag = dags.DAG()
     for a in res.allocations:
         boot = dag.layer(
@@ -103,7 +110,12 @@ def describe_dag(res: Reservation, settings: Settings, directory: Path) -> dags.
             submit_description=directory / "hold.sub",
             vars=[{"site": a.site}],
         )
-    dag.final(name="FINAL", submit_description=directory / "teardown.sub")
+    dag.final(
+        name="FINAL",
+        submit_description=directory / "teardown.sub",
+        pre=FINAL_PRE,
+        pre_skip_exit_code=FINAL_PRE_SKIP,
+    )
     return dag
 
 
@@ -145,8 +157,9 @@ def _comment(res: Reservation) -> list[str]:
         f"PCC reservation {res.id}: {res.image} from {iso(res.begin)} to {iso(res.end)} (owner {res.owner}).",
         "Rendered by pcc.condor.dag from its description. Per allocation a BOOT_<site> node",
         "(`pragma boot` at the reserved time, retried by DAGMan unless the site refused for good)",
-        "then a HOLD_<site> node (held, no process, released by the schedd at the end in end.sub);",
-        "the FINAL node tears every site down, whether the DAG succeeds, fails or is removed.",
+        "then a HOLD_<site> node (held, no process, released by the schedd at the end in end.sub,",
+        "then tearing its site down); the FINAL node tears every site down when the DAG failed or",
+        "was removed, and is skipped by its PRE script when every node succeeded.",
     ]
 
 

@@ -69,6 +69,8 @@ PROJECTION = [
 QUEUE_CONSTRAINT = (
     f'PccReservation =!= undefined || JobUniverse == {SCHEDULER_UNIVERSE} || PccRole =?= "monitor"'
 )
+# What a HOLD node's own teardown publishes once the schedd released it.
+TEARING_DOWN = frozenset({PccState.STOPPING, PccState.STOPPED, PccState.TEARDOWN_FAILED})
 # The order allocations move along; a pass may skip ahead, and steps through the states between.
 PATH = [State.REQUESTED, State.SCHEDULED, State.BOOTING, State.RUNNING, State.STOPPING, State.STOPPED]
 # Jobs queued this long before their reservation was created belong to someone else.
@@ -283,7 +285,10 @@ def _allocation(obs: Observation, alloc: Allocation, walk: _Walk, finished: bool
         if fields != current:
             walk.actions.append(CopyStatus(obs.res.id, alloc.id, fields))
         state = PccState.parse(ad.get("PccState"))
-        if state in (PccState.RUNNING, PccState.DEGRADED):
+        if ad.get("JobStatus") == JobStatus.RUNNING or state in TEARING_DOWN:
+            # Released (at the end, or early by an operator): it tears its site down now.
+            walk.advance(alloc, State.STOPPING, "teardown started")
+        elif state in (PccState.RUNNING, PccState.DEGRADED):
             walk.advance(alloc, State.RUNNING, f"site reports {ad.get('PccMessage') or state}")
         elif state is PccState.LOST:
             walk.fail(alloc, f"lost: {ad.get('PccMessage') or 'the site reports no nodes for this cluster'}")
@@ -304,12 +309,16 @@ def _allocation(obs: Observation, alloc: Allocation, walk: _Walk, finished: bool
         walk.advance(alloc, State.STOPPING, "teardown started")
     if not finished:
         return
+    # Who tore the site down: its HOLD node at the end, or FINAL (when it ran: something
+    # failed or the DAG was removed; it is skipped when every node succeeded).
     teardown = next((a for a in obs.history if a.get("DAGNodeName") == "FINAL"), None)
+    at_end = next((a for a in obs.history if a.get("DAGNodeName") == f"HOLD_{site}"), None)
     state = walk.state[alloc.id]
-    if teardown is None or state in TERMINAL:
+    if (teardown is None and at_end is None) or state in TERMINAL:
         return
-    if site not in str(teardown.get("PccTornDown") or "").split(","):
-        walk.fail(alloc, f"teardown failed: {teardown.get('PccMessage', '')}")
+    said = [ad for ad in (teardown, at_end) if ad is not None]
+    if not any(site in str(ad.get("PccTornDown") or "").split(",") for ad in said):
+        walk.fail(alloc, f"teardown failed: {said[0].get('PccMessage', '')}")
     elif state is State.BOOTING and not any(a.get("DAGNodeName") == f"HOLD_{site}" for a in obs.history):
         walk.fail(alloc, "the boot never completed")
     elif state in (State.REQUESTED, State.SCHEDULED):

@@ -17,12 +17,15 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pcc.booked.config import BookedConfig
 from pcc.common.errors import ConfigError, UserInputError
 from pcc.common.names import CLUSTER_NAME
 from pcc.common.tomlcfg import TomlReader, read_toml
-from pcc.condor.pool import PersonalPool
+
+if TYPE_CHECKING:  # imported where used: every short job reads its settings, few need these
+    from pcc.booked.config import BookedConfig
+    from pcc.condor.pool import PersonalPool
 
 
 def default_state_dir(env: dict[str, str] | None = None, prefix: str | None = None) -> tuple[Path, str]:
@@ -203,7 +206,11 @@ class Settings:
                 api_reader.get("listen", str, "127.0.0.1:8080"), f"{path}: [api] listen", session_s
             )
         booked_reader = top.sub("booked", required=False)
-        booked = BookedConfig.parse(booked_reader) if booked_reader is not None else None
+        booked = None
+        if booked_reader is not None:
+            from pcc.booked.config import BookedConfig
+
+            booked = BookedConfig.parse(booked_reader)
         metrics = top.sub("metrics", required=False)
         metrics_port = metrics.get("port", int, 9464) if metrics is not None else 9464
         return cls(
@@ -244,6 +251,8 @@ class Settings:
         return self.external_condor_config is None
 
     def embedded_pool(self) -> PersonalPool:
+        from pcc.condor.pool import PersonalPool
+
         return PersonalPool(
             prefix=self.state_dir / "condor" / "prefix", local_dir=self.state_dir / "condor" / "local"
         )

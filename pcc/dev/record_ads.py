@@ -133,7 +133,7 @@ def record(out: Path) -> None:
             alice = Actor("alice")
             now = time.time()
             run = ctl.service.reserve(
-                alice, "tiny", [SiteRequest("a", 2, 0.5)], int(now + 4), int(now + 35), ssh_key=key
+                alice, "tiny", [SiteRequest("a", 2, 0.5)], int(now + 4), int(now + 70), ssh_key=key
             )
             broken = ctl.service.reserve(
                 alice,
@@ -161,18 +161,32 @@ def record(out: Path) -> None:
                     ]
                 ),
             )
-            # Its DAG finishes at its end; not driven meanwhile, the store still has site a live.
+            # At its end its HOLD node tears site a down; the DAG failed (BOOT_c), so FINAL
+            # then tears down both. Not driven meanwhile, the store still has site a live.
+            rec.until(
+                "FINAL running after a failed boot",
+                broken.id,
+                lambda o: node(o, "FINAL") is not None,
+                drive=False,
+            )
             rec.until(
                 "partly failed DAG gone", broken.id, lambda o: bool(o.history) and not o.ads, drive=False
             )
             rec.until(
-                "watch running", run.id, lambda o: (node(o, "HOLD_a") or {}).get("PccState") == "running"
+                "HOLD waiting, cluster running",
+                run.id,
+                lambda o: (node(o, "HOLD_a") or {}).get("PccState") == "running",
             )
             ctl.reconcile()
             extended = ctl.service.extend(alice, run.id, run.end + 5)
             rec.take("extended: the HOLD node still has the old end", run.id)
             assert extended.end == run.end + 5
-            rec.until("FINAL running", run.id, lambda o: node(o, "FINAL") is not None)
+            rec.until(
+                "HOLD released at the end, tearing down",
+                run.id,
+                lambda o: (node(o, "HOLD_a") or {}).get("JobStatus") == 2,
+            )
+            # Every node succeeded: FINAL's PRE script skipped it, HOLD_a's ad says torn down.
             rec.until(
                 "DAG gone with per-site teardown results", run.id, lambda o: bool(o.history) and not o.ads
             )

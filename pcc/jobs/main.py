@@ -258,9 +258,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
-    """`pragma shutdown` then `pragma clean` at every site, a few tries each."""
+    """`pragma shutdown` then `pragma clean` at every site, a few tries each: a HOLD node's
+    teardown of its own site at the reservation's end, or FINAL's of every site."""
     settings = _settings()
     identity = JobIdentity.from_environment()
+    # A HOLD node's ad showed its cluster's live status until now: it is being torn down.
+    publish_values({"PccState": PccState.STOPPING, "PccMessage": "tearing down"}, identity)
     failures: list[str] = []
     done: list[str] = []
     for name in filter(None, args.sites.split(",")):
@@ -341,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--site", required=True)
     monitor.add_argument("--poll", type=float, default=0.0, help="seconds between site polls")
     monitor.set_defaults(handler=cmd_monitor)
-    teardown = sub.add_parser("teardown", help="shut down and clean the reservation at every site (FINAL)")
+    teardown = sub.add_parser(
+        "teardown", help="shut down and clean the reservation at these sites (HOLD at the end, FINAL)"
+    )
     teardown.add_argument("--reservation", required=True)
     teardown.add_argument("--sites", required=True)
     teardown.set_defaults(handler=cmd_teardown)

@@ -328,19 +328,21 @@ def test_a_reservation_dag_boots_waits_with_no_process_until_its_end_then_tears_
         timeout=120,
         include_history=True,
     )
-    assert calls.read_text().split() == ["boot", "teardown"]  # the HOLD node runs no pcc-job
+    # The boot, then the HOLD node's teardown once the schedd released it; every node succeeded,
+    # so FINAL's PRE script skipped it: no second teardown, no FINAL job at all.
+    assert calls.read_text().split() == ["boot", "teardown"]
     nodes = condor.history(
-        f"DAGManJobId == {cluster}", ["DAGNodeName", "JobUniverse", "PccState", "Cmd", "CompletionDate"]
+        f"DAGManJobId == {cluster}",
+        ["DAGNodeName", "JobUniverse", "PccState", "Cmd", "JobCurrentStartDate"],
     )
     assert sorted((n["DAGNodeName"], n["JobUniverse"], n["PccState"]) for n in nodes) == [
         ("BOOT_a", Universe.LOCAL, PccState.SCHEDULED),
-        ("FINAL", Universe.LOCAL, PccState.STOPPING),
         ("HOLD_a", Universe.LOCAL, PccState.BOOTED),
     ]
     (hold,) = [n for n in nodes if n["DAGNodeName"] == "HOLD_a"]
-    assert hold["Cmd"] == "/bin/true"
+    assert hold["Cmd"] == str(fake_job)
     # Released by the schedd at the end (PERIODIC_EXPR_INTERVAL = 1), not before.
-    assert res.end <= hold["CompletionDate"] <= res.end + 10, (hold["CompletionDate"], res.end)
+    assert res.end <= hold["JobCurrentStartDate"] <= res.end + 10, (hold["JobCurrentStartDate"], res.end)
 
 
 def test_schedd_refusals_become_condor_errors_with_its_message(condor: CondorAdapter) -> None:

@@ -164,10 +164,11 @@ def test_the_end_is_honoured_with_pcc_serve_killed(sim: dict[str, Any]) -> None:
     until(lambda: rid not in site_clusters(sim["shared"], "fast"), end - time.time() + 60, "the teardown")
     torn_down = time.time()
     assert torn_down >= end
-    final = CondorAdapter().history(
-        f'PccReservation == "{rid}" && DAGNodeName == "FINAL"', ["PccState", "CompletionDate"], 1
+    # Torn down by its HOLD node, which the schedd itself released at the end.
+    hold = CondorAdapter().history(
+        f'PccReservation == "{rid}" && DAGNodeName == "HOLD_fast"', ["PccState", "JobCurrentStartDate"], 1
     )
-    assert final and final[0]["PccState"] == "stopped"
+    assert hold and hold[0]["PccState"] == "stopped" and hold[0]["JobCurrentStartDate"] >= end
     ctl.wait_state(rid, "fast", State.STOPPED, timeout=60)  # the controller catches up later
 
 

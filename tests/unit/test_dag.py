@@ -61,7 +61,7 @@ def commands(dag_text: str) -> list[str]:
     return [line for line in dag_text.splitlines() if line and not line.startswith("#")]
 
 
-def test_a_two_site_reservation_renders_boot_and_hold_nodes_per_site_and_one_final() -> None:
+def test_two_sites_render_boot_and_hold_nodes_per_site_and_one_final_skipped_on_success() -> None:
     text = render_dag(describe_dag(RES, SETTINGS, DIR))
     assert commands(text) == [
         "JOB BOOT_ucsd /var/lib/pcc/dags/r00007/boot.sub",
@@ -77,6 +77,10 @@ def test_a_two_site_reservation_renders_boot_and_hold_nodes_per_site_and_one_fin
         "JOB HOLD_aist-2 /var/lib/pcc/dags/r00007/hold.sub",
         'VARS HOLD_aist-2 site="aist-2"',
         "FINAL FINAL /var/lib/pcc/dags/r00007/teardown.sub",
+        # DAGMan forks this with the DAG's status; `test` exits 1 when it is 0 (every node,
+        # so every HOLD node's teardown, succeeded), and PRE_SKIP then skips FINAL.
+        "SCRIPT PRE FINAL /usr/bin/test $DAG_STATUS -ne 0",
+        "PRE_SKIP FINAL 1",
     ]
 
 
@@ -119,13 +123,14 @@ def test_every_job_finds_the_pool_and_the_config_and_the_key_is_a_file() -> None
         'environment = "CONDOR_CONFIG=/etc/condor/condor_config PCC_CONFIG=/etc/pcc.toml '
         'PCC_STATE_DIR=/var/lib/pcc PYTHONUNBUFFERED=1"\n'
     )
-    for name in ("boot.sub", "teardown.sub"):
+    for name in ("boot.sub", "hold.sub", "teardown.sub"):
         assert environment in files[name], name
         assert "executable = /opt/pcc/bin/pcc-job\n" in files[name]
         assert 'My.PccReservation = "r00007"\n' in files[name]
     assert files["key.pub"] == "ssh-ed25519 AAAAC3Nza alice@lab\n"
     assert "AAAAC3Nza" not in files["boot.sub"]
     assert '"teardown --reservation r00007 --sites ucsd,aist-2"' in files["teardown.sub"]
+    assert '"teardown --reservation r00007 --sites $(site)"' in files["hold.sub"]  # its own site
 
 
 def test_every_pcc_state_a_template_sets_is_a_member_of_the_enum() -> None:
@@ -160,10 +165,11 @@ def test_paths_with_spaces_are_refused_before_they_reach_a_submit_file() -> None
         render_files(RES, SETTINGS, env, DIR)
 
 
-def test_the_hold_node_runs_nothing_and_is_released_by_the_schedd_at_the_end_in_its_end_file() -> None:
+def test_the_hold_node_waits_on_hold_until_the_schedd_releases_it_at_the_end_then_tears_down() -> None:
     files = render_files(RES, SETTINGS, ENV, DIR)
     hold = files["hold.sub"]
-    assert "universe = local\nexecutable = /bin/true\nhold = true\n" in hold
+    assert "universe = local\nexecutable = /opt/pcc/bin/pcc-job\n" in hold
+    assert "hold = true\n" in hold
     assert "include : /var/lib/pcc/dags/r00007/end.sub\n" in hold
     assert "periodic_release = (HoldReasonCode =?= 15) && (time() >= PccEnd)\n" in hold
     assert "periodic_remove = (JobStatus == 5) && (HoldReasonCode =!= 15)\n" in hold

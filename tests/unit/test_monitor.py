@@ -142,7 +142,7 @@ def test_one_monitor_per_configured_site_and_a_changed_or_unconfigured_one_is_re
     assert decide_monitors({"a": "d-a"}, queued[:1]) == []
 
 
-def test_the_hold_jobs_a_monitor_writes_are_its_controllers_at_its_site() -> None:
+def test_the_hold_jobs_a_monitor_writes_are_its_controllers_at_its_site_still_on_hold() -> None:
     assert hold_constraint('/var/lib/p"cc', "a") == (
-        'PccRole =?= "hold" && PccController =?= "/var/lib/p\\"cc" && PccSite =?= "a"'
+        'PccRole =?= "hold" && PccController =?= "/var/lib/p\\"cc" && PccSite =?= "a" && JobStatus == 5'
     )

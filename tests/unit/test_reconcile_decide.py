@@ -86,8 +86,8 @@ def test_a_boot_that_failed_its_last_attempt_fails_that_site_alone() -> None:
         assert fail.site == "c" and "127.0.0.4" in fail.reason
 
 
-def test_a_watch_reporting_running_makes_the_allocation_running_with_its_login() -> None:
-    obs = observed("watch running")
+def test_a_hold_node_reporting_running_makes_the_allocation_running_with_its_login() -> None:
+    obs = observed("HOLD waiting, cluster running")
     actions = decide(obs)
     assert states_after(obs, actions) == {"a": State.RUNNING}
     copied = [a for a in actions if isinstance(a, CopyStatus)]
@@ -111,14 +111,33 @@ def test_an_extension_moves_the_hold_nodes_end() -> None:
     assert hold["PccEnd"] < obs.res.end
 
 
-def test_a_running_final_node_means_stopping() -> None:
-    obs = observed("FINAL running")
+def test_a_hold_node_released_at_the_end_and_tearing_down_means_stopping() -> None:
+    obs = observed("HOLD released at the end, tearing down")
     assert states_after(obs, decide(obs)) == {"a": State.STOPPING}
 
 
-def test_a_dag_gone_with_its_teardown_done_means_stopped() -> None:
+def test_a_running_final_node_after_a_failed_boot_means_stopping_and_the_failure_stays() -> None:
+    obs = observed("FINAL running after a failed boot")
+    assert states_after(obs, decide(obs)) == {"a": State.STOPPING, "c": State.FAILED}
+
+
+def test_a_dag_gone_whose_hold_node_tore_its_site_down_and_final_skipped_means_stopped() -> None:
     obs = observed("DAG gone with per-site teardown results")
+    assert not any(a.get("DAGNodeName") == "FINAL" for a in obs.history)  # skipped by its PRE script
     assert states_after(obs, decide(obs)) == {"a": State.STOPPED}
+
+
+def test_a_dag_gone_whose_hold_node_could_not_tear_down_fails_the_allocation_with_its_message() -> None:
+    obs = observed("DAG gone with per-site teardown results")
+    history = tuple(
+        {**a, "PccState": "teardown-failed", "PccTornDown": "", "PccMessage": "a: cannot reach host"}
+        if a.get("DAGNodeName") == "HOLD_a"
+        else a
+        for a in obs.history
+    )
+    actions = decide(dataclasses.replace(obs, history=history))
+    assert states_after(obs, actions) == {"a": State.FAILED}
+    assert next(a for a in actions if isinstance(a, Fail)).reason == "teardown failed: a: cannot reach host"
 
 
 def test_a_partly_failed_dag_stops_the_site_that_ran_and_keeps_the_failure() -> None:
@@ -151,7 +170,7 @@ def test_a_cancelled_reservation_has_its_dag_removed() -> None:
 
 
 def test_a_lost_cluster_does_not_keep_saying_running() -> None:
-    obs = observed("watch running")
+    obs = observed("HOLD waiting, cluster running")
     ads = tuple(
         {**a, "PccState": "lost", "PccMessage": "the site reports no nodes for this cluster", "PccNodesUp": 0}
         if a.get("DAGNodeName") == "HOLD_a"
@@ -192,7 +211,7 @@ def test_when_the_removal_of_a_held_boot_fails_the_allocation_is_not_failed_and_
 
 
 def test_a_site_its_monitor_cannot_reach_never_ends_or_fails_a_running_allocation() -> None:
-    obs = observed("watch running")
+    obs = observed("HOLD waiting, cluster running")
     running = tuple(dataclasses.replace(a, state=State.RUNNING) for a in obs.res.allocations)
     ads = tuple(
         {**a, "PccState": "unreachable", "PccMessage": "site unreachable: connection refused"}
