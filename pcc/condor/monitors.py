@@ -38,15 +38,6 @@ def monitor_constraint(controller: str) -> str:
     return f'PccRole =?= "monitor" && PccController =?= {quoted(controller)}'
 
 
-def hold_constraint(controller: str, site: str) -> str:
-    """The HOLD jobs one site's monitor writes into: this controller's, at that site, still
-    waiting on hold (a released one is tearing its site down and writes its own state)."""
-    return (
-        f'PccRole =?= "hold" && PccController =?= {quoted(controller)} && PccSite =?= {quoted(site)}'
-        f" && JobStatus == {JobStatus.HELD}"
-    )
-
-
 def monitor_digest(site: SiteEntry, settings: Settings, env: JobEnvironment) -> str:
     """What a monitor was started with, condensed: when it differs, the monitor is replaced."""
     t = settings.timings

@@ -223,9 +223,10 @@ def cmd_boot(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """One site's monitor (see :mod:`pcc.jobs.monitor`): runs until HTCondor stops it."""
+    # Only what a monitor needs: it runs for as long as its site is configured, and every
+    # module imported stays in its memory (pcc.condor.monitors would bring the DAG code).
     from pcc.condor.adapter import CondorAdapter
-    from pcc.condor.monitors import hold_constraint
-    from pcc.jobs.monitor import run_monitor
+    from pcc.jobs.monitor import hold_constraint, run_monitor
 
     try:
         settings = _settings()

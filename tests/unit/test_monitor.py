@@ -8,8 +8,16 @@ from typing import Any
 from pcc.common.jobstate import PccState
 from pcc.common.protocol import ClusterStatus, NodeInfo
 from pcc.condor.adapter import JobStatus
-from pcc.condor.monitors import RemoveMonitor, SubmitMonitor, decide_monitors, hold_constraint
-from pcc.jobs.monitor import LOST_AFTER, Listing, MonitorState, plan_edits, poll_once, wanted_status
+from pcc.condor.monitors import RemoveMonitor, SubmitMonitor, decide_monitors
+from pcc.jobs.monitor import (
+    LOST_AFTER,
+    Listing,
+    MonitorState,
+    hold_constraint,
+    plan_edits,
+    poll_once,
+    wanted_status,
+)
 
 
 def node(cluster: str, name: str, state: str = "running", role: str = "compute") -> NodeInfo:
