@@ -160,15 +160,15 @@ KNOBS: tuple[Knob, ...] = (
         "TotalSchedulerJobsRunning < 500",
         lambda get: allows(get("START_SCHEDULER_UNIVERSE"), "TotalSchedulerJobsRunning", CAPACITY - 1),
         _const(f"TotalSchedulerJobsRunning < {CAPACITY}"),
-        "DAGMans (one per reservation) run in the scheduler universe: past this cap new DAGs "
-        "stay Idle and never boot",
+        "DAGMans (one per reservation) and the site monitors run in the scheduler universe: "
+        "past this cap new DAGs stay Idle and never boot",
     ),
     Knob(
         "START_LOCAL_UNIVERSE",
         "TotalLocalJobsRunning < 200",
         lambda get: allows(get("START_LOCAL_UNIVERSE"), "TotalLocalJobsRunning", CAPACITY - 1),
         _const(f"TotalLocalJobsRunning < {CAPACITY}"),
-        "boot, teardown and site monitor jobs run in the local universe: past this cap a burst "
+        "boot and teardown jobs run in the local universe: past this cap a burst "
         "of boots or teardowns waits, so clusters boot late and are torn down late",
     ),
     Knob(
