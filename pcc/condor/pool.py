@@ -144,7 +144,11 @@ class PersonalPool:
             "num_cpus": "4",
             "max_local_jobs": "5000",
             "job_nice": "10",
-            "starter_update_interval": "2",
+            # HTCondor's default. Every starter asks the procd for its job's usage this often:
+            # at 2 s, a burst of 500 boots flooded the procd (~130 requests a second, each
+            # behind a /proc snapshot of ~2000 processes) and the schedd, which registers
+            # every new job with the same procd, started ~1 local job a second.
+            "starter_update_interval": "300",
             "dagman_use_strict": "0" if self.under_tmp else "1",
             **self.settings,
         }

@@ -179,9 +179,9 @@ def cmd_boot(args: argparse.Namespace) -> int:
     res_dir = settings.dag_dir / args.reservation
     identity = JobIdentity.from_environment()
     attempt = f"attempt {args.attempt + 1}/{args.attempts}"
-    publish_values({"PccState": PccState.BOOTING, "PccMessage": f"booting ({attempt})"}, identity)
     key = (res_dir / "key.pub").read_text()  # a file, not an argument: job ads are public
-    publish_values({"PccBootCalled": int(time.time())}, identity)
+    called = {"PccBootCalled": int(time.time()), "PccMessage": f"booting ({attempt})"}
+    publish_values({**called, "PccState": PccState.BOOTING}, identity)
     try:
         with _client(settings, site.name) as client:
             result = client.boot(args.image, args.cpus, args.reservation, key)
