@@ -61,7 +61,8 @@ class NetnsPool:
             client_methods="FS, IDTOKENS" if managing else "IDTOKENS",
             daemon_ids=f"condor@{DOMAIN} {user}@{DOMAIN}",
             domain_users=f"*@{DOMAIN}",
-            dagman_use_strict="1",
+            # Relaxed only for state under /tmp (a checkout there), as the personal pool does.
+            dagman_use_strict="0" if self.hosts[name].under_tmp else "1",
             max_local_jobs="5000",
             num_cpus=str(self.cpus),
             debug=os.environ.get("PCC_POOL_DEBUG", ""),

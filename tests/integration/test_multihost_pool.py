@@ -182,7 +182,7 @@ def test_a_reservation_boots_on_an_execute_host_runs_and_is_torn_down(hosts: dic
     assert boot[0]["JobUniverse"] == 5  # vanilla
     host = boot[0]["LastRemoteHost"].split("@", 1)[1]
     assert host in {pool.machine("ex1"), pool.machine("ex2")}, boot
-    # The site's monitor (local universe, on cm) writes the live status to the HOLD job's ad.
+    # The site's monitor (scheduler universe, on cm) writes the live status to the HOLD job's ad.
     hold = until(
         lambda: pool.tool(
             "condor_q", "-constraint", f'PccReservation == "{res.id}" && PccRole == "hold"', "-af", "PccState"

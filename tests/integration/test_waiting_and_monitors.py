@@ -164,11 +164,16 @@ def test_the_end_is_honoured_with_pcc_serve_killed(sim: dict[str, Any]) -> None:
     until(lambda: rid not in site_clusters(sim["shared"], "fast"), end - time.time() + 60, "the teardown")
     torn_down = time.time()
     assert torn_down >= end
-    # Torn down by its HOLD node, which the schedd itself released at the end.
-    hold = CondorAdapter().history(
-        f'PccReservation == "{rid}" && DAGNodeName == "HOLD_fast"', ["PccState", "JobCurrentStartDate"], 1
+    # Torn down by its HOLD node, which the schedd itself released at the end (its ad reaches
+    # the history once the job has written its last state and left the queue).
+    hold = until(
+        lambda: CondorAdapter().history(
+            f'PccReservation == "{rid}" && DAGNodeName == "HOLD_fast"', ["PccState", "JobCurrentStartDate"], 1
+        ),
+        30,
+        "the HOLD node in the history",
     )
-    assert hold and hold[0]["PccState"] == "stopped" and hold[0]["JobCurrentStartDate"] >= end
+    assert hold[0]["PccState"] == "stopped" and hold[0]["JobCurrentStartDate"] >= end
     ctl.wait_state(rid, "fast", State.STOPPED, timeout=60)  # the controller catches up later
 
 
