@@ -29,6 +29,7 @@ import classad2
 from pcc.common.errors import PccError
 from pcc.common.jobstate import PccState
 from pcc.common.protocol import ClusterStatus
+from pcc.condor.adapter import JobStatus
 
 log = logging.getLogger("pcc.jobs.monitor")
 
@@ -38,15 +39,12 @@ LOST_AFTER = 3  # polls in a row without the cluster before it is reported lost
 MESSAGE_MAX = 500
 
 
-HELD = 5  # JobStatus of a job on hold (pcc.condor.adapter.JobStatus.HELD, not imported here)
-
-
 def hold_constraint(controller: str, site: str) -> str:
     """The HOLD jobs one site's monitor writes into: this controller's, at that site, still
     waiting on hold (a released one is tearing its site down and writes its own state)."""
     return (
         f'PccRole =?= "hold" && PccController =?= {classad2.quote(controller)}'
-        f" && PccSite =?= {classad2.quote(site)} && JobStatus == {HELD}"
+        f" && PccSite =?= {classad2.quote(site)} && JobStatus == {JobStatus.HELD}"
     )
 
 
