@@ -175,7 +175,7 @@ def cmd_condor_check(args: argparse.Namespace, out: TextIO) -> int:
     """Name each setting of the pool PCC is pointed at (embedded or existing) that would make
     reservations late or stall, with the value to set; exit 3 when there is one."""
     from pcc.condor.adapter import use_pool
-    from pcc.condor.knobs import findings, read_values
+    from pcc.condor.knobs import findings, knobs_for, read_values
 
     settings = _settings(args)
     if settings.embedded:
@@ -191,7 +191,7 @@ def cmd_condor_check(args: argparse.Namespace, out: TextIO) -> int:
         config, ids = settings.external_condor_config, None  # CONDOR_IDS, if needed, from the environment
     use_pool(config, ids)
     pool_values = read_values()
-    found = findings(pool_values.values)
+    found = findings(pool_values.values, knobs_for(settings.boot_universe))
     if args.output == "json":
         doc = {
             "condor_config": str(config),

@@ -45,6 +45,12 @@ class Universe(enum.IntEnum):
     LOCAL = 12
 
 
+# HTCondor's HoldReasonCode of a job submitted on hold (``hold = true``): every HOLD node and
+# a BOOT node in the scheduler universe wait so, with no process, until the schedd's
+# periodic_release; a hold with any other code is a real one.
+SUBMITTED_ON_HOLD = 15
+
+
 @dataclass(frozen=True)
 class Submitted:
     """Result of a submit: the cluster id and how many procs it holds."""

@@ -26,7 +26,7 @@ from pcc.common.errors import ConfigError
 from pcc.common.jobstate import BOOT_PERMANENT_EXIT, PccState
 from pcc.common.templates import render
 from pcc.common.timefmt import iso
-from pcc.condor.adapter import CondorAdapter
+from pcc.condor.adapter import SUBMITTED_ON_HOLD, CondorAdapter
 from pcc.controller.admission import FRONTEND_CPUS
 from pcc.controller.model import Reservation
 from pcc.controller.settings import Settings
@@ -182,10 +182,9 @@ def render_submit_files(
     }
     extra: dict[str, dict[str, Any]] = {
         "boot.sub": {
-            "boot_at": boot_at,
-            "window": max(60, res.end - boot_at),
             "attempts": t.boot_retries + 1,
             "boot_universe": settings.boot_universe,
+            "timing": boot_timing(settings.boot_universe, boot_at, max(60, res.end - boot_at)),
             "requirements": "",
         },
         "hold.sub": {},
@@ -195,6 +194,34 @@ def render_submit_files(
         name: render(TEMPLATES, name, initial_state=INITIAL_STATES[name], **common, **extra[name])
         for name in INITIAL_STATES
     }
+
+
+def boot_timing(universe: str, boot_at: int, window: int) -> str:
+    """The lines of boot.sub that make its job wait for ``boot_at`` and give up ``window``
+    seconds later (pure). The scheduler universe has no ``deferral_time``: the job is queued
+    on hold and the schedd releases it at its time (as it releases the HOLD nodes at the
+    end); one still waiting past the window is removed, which fails the node (its retries
+    are removed the same way, then FINAL runs). The local and vanilla universes wait in
+    their starter for the ``deferral_time`` and are held past the window."""
+    if universe == "scheduler":
+        return (
+            "hold = true\n"
+            f"My.PccBootAt = {boot_at}\n"
+            f"My.PccBootBy = {boot_at + window}\n"
+            f"periodic_release = (HoldReasonCode =?= {SUBMITTED_ON_HOLD}) && (time() >= PccBootAt)"
+            " && (time() <= PccBootBy)\n"
+            f"periodic_remove = (JobStatus == 5) && (HoldReasonCode =?= {SUBMITTED_ON_HOLD})"
+            " && (time() > PccBootBy)\n"
+        )
+    return (
+        f"deferral_time = {boot_at}\n"
+        f"deferral_window = {window}\n"
+        "deferral_prep_time = 20\n"
+        "My.ScheddInterval = 0\n"
+        "periodic_hold = time() > DeferralTime + DeferralWindow\n"
+        'periodic_hold_reason = strcat("the reservation ended before its boot could start ("'
+        ', DeferralTime, ")")\n'
+    )
 
 
 def render_files(

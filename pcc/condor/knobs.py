@@ -21,11 +21,12 @@ import classad2
 log = logging.getLogger(__name__)
 
 # How many reservations one pool must run at once: each keeps one DAGMan (scheduler
-# universe) for its whole length, and its boot and teardown jobs run in the local universe
-# (as do the site monitors). The embedded pool's caps (`max_local_jobs` in
+# universe) for its whole length, and its boot and teardown jobs and the site monitors run
+# in the scheduler universe too (boots may run in the local or vanilla universe instead:
+# `[condor] boot_universe`). The embedded pool's caps (`max_local_jobs` in
 # condor_config/personal.conf) are this.
 CAPACITY = 5000
-# Boot jobs become matchable this long before their time (`deferral_prep_time` in
+# Vanilla boot jobs become matchable this long before their time (`deferral_prep_time` in
 # submit_templates/boot.sub): a negotiator that matches less often starts them late.
 BOOT_PREP_S = 20
 
@@ -59,6 +60,8 @@ class Knob:
     want: Callable[[Lookup], str]
     why: str
     daemon: str = "SCHEDD"  # whose configuration counts
+    # The `[condor] boot_universe` values under which it matters (the others never use it).
+    boot_universes: tuple[str, ...] = ("scheduler", "local", "vanilla")
 
 
 class Unreadable(ValueError):
@@ -160,24 +163,26 @@ KNOBS: tuple[Knob, ...] = (
         "TotalSchedulerJobsRunning < 500",
         lambda get: allows(get("START_SCHEDULER_UNIVERSE"), "TotalSchedulerJobsRunning", CAPACITY - 1),
         _const(f"TotalSchedulerJobsRunning < {CAPACITY}"),
-        "DAGMans (one per reservation) and the site monitors run in the scheduler universe: "
-        "past this cap new DAGs stay Idle and never boot",
+        "DAGMans (one per reservation), site monitors, teardowns and (by default) boots run "
+        "in the scheduler universe: past this cap new DAGs stay Idle and never boot",
     ),
     Knob(
         "START_LOCAL_UNIVERSE",
         "TotalLocalJobsRunning < 200",
         lambda get: allows(get("START_LOCAL_UNIVERSE"), "TotalLocalJobsRunning", CAPACITY - 1),
         _const(f"TotalLocalJobsRunning < {CAPACITY}"),
-        "boot and teardown jobs run in the local universe: past this cap a burst "
-        "of boots or teardowns waits, so clusters boot late and are torn down late",
+        'with boot_universe = "local" boot jobs run in the local universe: past this cap a '
+        "burst of boots waits, so clusters boot late",
+        boot_universes=("local",),
     ),
     Knob(
         "MAX_JOBS_RUNNING",
         "10000",  # MIN({$(DETECTED_MEMORY), 10000}): 10000 on any host with 10 GB
         lambda get: number(get("MAX_JOBS_RUNNING")) >= 100,
         _const("10000"),
-        "every boot job needs a shadow from shortly before its time: past this many running "
-        "jobs, boots wait and clusters come up late",
+        "every vanilla boot job needs a shadow from shortly before its time: past this many "
+        "running jobs, boots wait and clusters come up late",
+        boot_universes=("vanilla",),
     ),
     Knob(
         "NEGOTIATOR_INTERVAL",
@@ -187,10 +192,16 @@ KNOBS: tuple[Knob, ...] = (
         f"boot jobs become matchable {BOOT_PREP_S} s before their time and are matched at the "
         f"negotiator's next cycle: a boot starts up to NEGOTIATOR_INTERVAL - {BOOT_PREP_S} s late",
         daemon="NEGOTIATOR",
+        boot_universes=("vanilla",),
     ),
 )
 # Settings the checks read that PCC needs no particular value of (defaults as in HTCondor).
 RELATED: Mapping[str, str] = {"MAX_JOBS_PER_OWNER": "100000", "JOB_STOP_DELAY": "0"}
+
+
+def knobs_for(boot_universe: str) -> tuple[Knob, ...]:
+    """The settings that matter to a controller whose boot jobs run in ``boot_universe``."""
+    return tuple(k for k in KNOBS if boot_universe in k.boot_universes)
 
 
 def defaults() -> dict[str, str]:
@@ -282,12 +293,12 @@ def read_values() -> PoolValues:
     return PoolValues(values, sources)
 
 
-def warn_about_pool(where: str | None = None) -> list[Finding]:
+def warn_about_pool(where: str | None = None, knobs: tuple[Knob, ...] = KNOBS) -> list[Finding]:
     """Log one WARNING per setting of the current pool that would make reservations late or
     stall (``pcc serve`` calls this once at start). Never raises: a check is advice."""
     pool = f"pool {where or 'at CONDOR_CONFIG=' + os.environ.get('CONDOR_CONFIG', '?')}"
     try:
-        found = findings(read_values().values)
+        found = findings(read_values().values, knobs)
     except Exception as exc:  # the pool's answer is advice; serve must start anyway
         log.warning("%s: could not check its settings (%s); `pcc condor check` tries again", pool, exc)
         return []

@@ -22,7 +22,7 @@ from typing import Any
 
 from pcc.common.errors import PccError
 from pcc.common.jobstate import PccState
-from pcc.condor.adapter import CondorAdapter, JobStatus, Universe
+from pcc.condor.adapter import SUBMITTED_ON_HOLD, CondorAdapter, JobStatus, Universe
 from pcc.condor.dag import JobEnvironment, read_end, submit_reservation, write_end
 from pcc.condor.monitors import (
     RemoveMonitor,
@@ -61,6 +61,7 @@ PROJECTION = [
     "PccNodesTotal",
     "PccTornDown",
     "HoldReason",
+    "HoldReasonCode",
     "ExitCode",
     "PccRole",
     "PccController",
@@ -248,7 +249,16 @@ def _allocation(obs: Observation, alloc: Allocation, walk: _Walk, finished: bool
     assert alloc.id is not None
     site = alloc.site
     boot, hold = obs.node(f"BOOT_{site}"), obs.node(f"HOLD_{site}")
-    held = next((a for a in boot if a.get("JobStatus") == JobStatus.HELD), None)
+    # A scheduler-universe boot waits for its time on hold as it was submitted (no process):
+    # that is waiting, not a failure. Any other hold is one.
+    held = next(
+        (
+            a
+            for a in boot
+            if a.get("JobStatus") == JobStatus.HELD and a.get("HoldReasonCode") != SUBMITTED_ON_HOLD
+        ),
+        None,
+    )
     if held is not None:
         # A held node would stall its DAG for good: remove it first (DAGMan then counts the
         # node as failed; a retry that is held again is removed again, until the retries are

@@ -17,7 +17,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from pcc.booked.config import describe
 from pcc.condor.adapter import CondorAdapter, use_pool
 from pcc.condor.dag import JobEnvironment, default_pcc_job
-from pcc.condor.knobs import warn_about_pool
+from pcc.condor.knobs import knobs_for, warn_about_pool
 from pcc.condor.pool import PersonalPool
 from pcc.controller.gauges import export_gauges
 from pcc.controller.notify import Notifier
@@ -114,7 +114,8 @@ def serve(
     """Run until SIGINT/SIGTERM (or ``stop`` is set); stops the embedded pool if it started it."""
     stop = stop or threading.Event()
     pool, started_pool, owner = connect(settings)
-    warn_about_pool()  # one WARNING per setting that would make reservations late or stall
+    # One WARNING per setting that would make reservations late or stall.
+    warn_about_pool(knobs=knobs_for(settings.boot_universe))
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)

@@ -44,7 +44,10 @@ def default_state_dir(env: dict[str, str] | None = None, prefix: str | None = No
     return Path.home() / ".local" / "state" / "pcc", "the default for a user (no $PCC_STATE_DIR)"
 
 
-BOOT_UNIVERSES = ("local", "vanilla")
+# Where boot jobs run (see submit_templates/boot.sub): "scheduler" (the default: the schedd
+# runs them on its host, no slot and no condor_starter), "local" (its host, through a
+# starter) or "vanilla" (an execute host's slot).
+BOOT_UNIVERSES = ("scheduler", "local", "vanilla")
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,8 @@ class Settings:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     booked: BookedConfig | None = None  # the LibreBooking connector; None: off
-    # Where boot jobs run: "local" (the schedd's host, no slot) or "vanilla" (an execute host).
-    boot_universe: str = "local"
+    # Where boot jobs run: one of BOOT_UNIVERSES.
+    boot_universe: str = "scheduler"
     state_dir_reason: str = "from the configuration's state_dir"
 
     @classmethod
@@ -160,7 +163,7 @@ class Settings:
         external = None
         if condor is not None and "config" in condor.data:
             external = condor.directory("config")
-        boot_universe = condor.get("boot_universe", str, "local") if condor is not None else "local"
+        boot_universe = condor.get("boot_universe", str, "scheduler") if condor is not None else "scheduler"
         if boot_universe not in BOOT_UNIVERSES:
             assert condor is not None
             choices = ", ".join(BOOT_UNIVERSES)

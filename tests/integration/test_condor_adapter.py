@@ -104,23 +104,27 @@ def test_running_job_sets_its_own_attribute_with_chirp(
         condor.remove(sub.cluster, "test done")
 
 
-def test_pcc_job_publish_uses_chirp_in_vanilla_and_the_schedd_in_local_universe(
+def test_pcc_job_publish_uses_chirp_in_vanilla_and_the_schedd_in_local_and_scheduler_universe(
     condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
 ) -> None:
     publish = VENV_BIN / "pcc-job"
     exe = script(job_dir / "pub.sh", f'{publish} publish "PccMessage=$1" PccNodesUp=2\nsleep 60\n')
     vanilla = condor.submit(base(job_dir, exe, arguments="vanilla", **{"My.WantIOProxy": "true"}))
-    local = condor.submit(
-        base(
-            job_dir,
-            exe,
-            arguments="local",
-            universe="local",
-            environment=f'"CONDOR_CONFIG={condor_pool.config_file}"',
+    on_host = [
+        condor.submit(
+            base(
+                job_dir,
+                exe,
+                arguments=universe,
+                universe=universe,
+                environment=f'"CONDOR_CONFIG={condor_pool.config_file}"',
+            )
         )
-    )
+        for universe in ("local", "scheduler")
+    ]
+    clusters = [vanilla.cluster, *(sub.cluster for sub in on_host)]
     try:
-        for cluster, message in ((vanilla.cluster, "vanilla"), (local.cluster, "local")):
+        for cluster, message in zip(clusters, ("vanilla", "local", "scheduler"), strict=True):
             ad = condor.wait_for(
                 f"ClusterId == {cluster}",
                 lambda a: a.get("PccNodesUp") == 2,
@@ -129,9 +133,9 @@ def test_pcc_job_publish_uses_chirp_in_vanilla_and_the_schedd_in_local_universe(
             )
             assert ad["PccMessage"] == message
         err = "".join(p.read_text() for p in job_dir.glob("err.*.txt"))
-        assert "via chirp" in err and "via schedd" in err
+        assert "via chirp" in err and err.count("via schedd") == 2
     finally:
-        condor.remove(f"ClusterId == {vanilla.cluster} || ClusterId == {local.cluster}", "test done")
+        condor.remove(" || ".join(f"ClusterId == {c}" for c in clusters), "test done")
 
 
 def test_an_edit_forwarded_to_a_running_job_is_read_by_it(
@@ -336,13 +340,85 @@ def test_a_reservation_dag_boots_waits_with_no_process_until_its_end_then_tears_
         ["DAGNodeName", "JobUniverse", "PccState", "Cmd", "JobCurrentStartDate"],
     )
     assert sorted((n["DAGNodeName"], n["JobUniverse"], n["PccState"]) for n in nodes) == [
-        ("BOOT_a", Universe.LOCAL, PccState.SCHEDULED),
-        ("HOLD_a", Universe.LOCAL, PccState.BOOTED),
+        # Both run by the schedd itself: no condor_starter per job (the cheapest job start).
+        ("BOOT_a", Universe.SCHEDULER, PccState.SCHEDULED),
+        ("HOLD_a", Universe.SCHEDULER, PccState.BOOTED),
     ]
     (hold,) = [n for n in nodes if n["DAGNodeName"] == "HOLD_a"]
     assert hold["Cmd"] == str(fake_job)
     # Released by the schedd at the end (PERIODIC_EXPR_INTERVAL = 1), not before.
     assert res.end <= hold["JobCurrentStartDate"] <= res.end + 10, (hold["JobCurrentStartDate"], res.end)
+
+
+def _boot_only_dag(
+    condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path, name: str, begin: int, end: int
+) -> tuple[int, Path]:
+    calls = job_dir / f"calls-{name}"
+    fake_job = script(job_dir / f"pcc-job-{name}", f"date +%s >> {calls}\n")
+    site = SiteEntry("a", "127.0.0.2", 22, "pragma", job_dir / "id", job_dir / "known_hosts", 4, 8)
+    settings = Settings(
+        state_dir=job_dir / "state", sites=(site,), timings=Timings(boot_lead_s=0, boot_retries=0)
+    )
+    res = Reservation(
+        name,
+        "alice",
+        "t",
+        "img",
+        begin,
+        end,
+        begin - 1,
+        "ssh-ed25519 AAAA alice",
+        allocations=(Allocation(name, "a", 2, 4.0),),
+    )
+    env = JobEnvironment(fake_job, condor_pool.config_file, job_dir / "pcc.toml", job_dir / "state")
+    owner = condor_pool.service_user if os.geteuid() == 0 else None
+    return submit_reservation(condor, res, settings, env, owner), calls
+
+
+def test_a_scheduler_universe_boot_waits_on_hold_with_no_process_until_its_time(
+    condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
+) -> None:
+    begin = int(time.time()) + 12
+    cluster, calls = _boot_only_dag(condor, condor_pool, job_dir, "r-wait", begin, begin + 8)
+    boot = condor.wait_for(
+        f'DAGManJobId == {cluster} && DAGNodeName == "BOOT_a"',
+        lambda a: a.get("JobStatus") is not None,
+        ["JobStatus", "HoldReasonCode", "PccBootAt"],
+        timeout=60,
+    )
+    assert (boot["JobStatus"], boot["HoldReasonCode"], boot["PccBootAt"]) == (JobStatus.HELD, 15, begin)
+    assert not calls.exists()  # waiting: nothing ran
+    condor.wait_for(
+        f"ClusterId == {cluster}",
+        lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
+        ["JobStatus"],
+        timeout=120,
+        include_history=True,
+    )
+    ran = [int(t) for t in calls.read_text().split()]  # the boot, then the teardown at the end
+    assert len(ran) == 2
+    assert begin <= ran[0] <= begin + 10, (ran, begin)
+
+
+def test_a_scheduler_universe_boot_whose_window_passed_is_removed_and_never_runs(
+    condor: CondorAdapter, condor_pool: PersonalPool, job_dir: Path
+) -> None:
+    now = int(time.time())
+    cluster, calls = _boot_only_dag(condor, condor_pool, job_dir, "r-late", now - 300, now - 100)
+    condor.wait_for(
+        f"ClusterId == {cluster}",
+        lambda a: a.get("JobStatus") in (JobStatus.COMPLETED, JobStatus.REMOVED),
+        ["JobStatus"],
+        timeout=120,
+        include_history=True,
+    )
+    (boot,) = condor.history(
+        f'DAGManJobId == {cluster} && DAGNodeName == "BOOT_a"', ["JobStatus", "RemoveReason"], limit=1
+    )
+    assert boot["JobStatus"] == JobStatus.REMOVED
+    assert "PeriodicRemove" in boot["RemoveReason"]
+    # FINAL ran (the DAG failed): its teardown is the only call.
+    assert len(calls.read_text().split()) == 1
 
 
 def test_schedd_refusals_become_condor_errors_with_its_message(condor: CondorAdapter) -> None:

@@ -182,12 +182,14 @@ def test_check_names_each_bad_setting_with_the_value_to_set_and_exits_3(
 def test_check_in_json_gives_the_findings_and_where_the_values_came_from(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    rc, out = check(monkeypatch, tmp_path, {**GOOD, "NEGOTIATOR_INTERVAL": "60"}, "-o", "json")
+    # (NEGOTIATOR_INTERVAL matters only to vanilla boots: not to this default controller.)
+    values = {**GOOD, "NEGOTIATOR_INTERVAL": "60", "SCHEDULER_UNIVERSE_COOL_DOWN_DURATION": "300"}
+    rc, out = check(monkeypatch, tmp_path, values, "-o", "json")
     doc = json.loads(out)
     assert rc == 3 and doc["ok"] is False
     assert doc["read_from"] == {"schedd": "the schedd at <127.0.0.1:9618>"}
     assert [(f["name"], f["current"], f["value"]) for f in doc["findings"]] == [
-        ("NEGOTIATOR_INTERVAL", "60", "10")
+        ("SCHEDULER_UNIVERSE_COOL_DOWN_DURATION", "300", "0")
     ]
 
 
@@ -225,3 +227,16 @@ def test_serve_is_warned_once_per_bad_setting_and_a_failed_read_does_not_stop_it
     monkeypatch.setattr(knobs, "read_values", down)
     assert knobs.warn_about_pool("x") == []
     assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
+def test_only_the_settings_of_the_boot_universe_in_use_are_checked() -> None:
+    from pcc.condor.knobs import knobs_for
+
+    defaults_found = {u: names(findings({}, knobs_for(u))) for u in ("scheduler", "local", "vanilla")}
+    # Scheduler-universe boots need no starter, no shadow and no negotiator.
+    assert "START_LOCAL_UNIVERSE" not in defaults_found["scheduler"]
+    assert "NEGOTIATOR_INTERVAL" not in defaults_found["scheduler"]
+    assert "START_LOCAL_UNIVERSE" in defaults_found["local"]
+    assert "NEGOTIATOR_INTERVAL" in defaults_found["vanilla"]
+    for found in defaults_found.values():  # what every controller needs
+        assert {"PERIODIC_EXPR_INTERVAL", "START_SCHEDULER_UNIVERSE"} <= set(found)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from importlib import resources
 from pathlib import Path
@@ -104,17 +105,34 @@ def test_rendering_touches_no_disk(tmp_path: Path) -> None:
     assert not directory.exists()
 
 
-def test_the_boot_waits_for_its_time_without_a_slot_and_is_held_past_the_end() -> None:
+def test_the_boot_waits_on_hold_for_its_time_without_a_process_and_is_removed_past_the_end() -> None:
     boot = render_files(RES, SETTINGS, ENV, DIR)["boot.sub"]
-    assert "universe = local\n" in boot  # no slot: a burst of boots is not serialized by slots
+    assert "universe = scheduler\n" in boot  # no slot, no starter: a burst is not serialized
+    assert "hold = true\n" in boot
+    assert f"My.PccBootAt = {BEGIN - 60}\n" in boot
+    assert f"My.PccBootBy = {BEGIN - 60 + 3600 + 60}\n" in boot
+    assert (
+        "periodic_release = (HoldReasonCode =?= 15) && (time() >= PccBootAt) && (time() <= PccBootBy)\n"
+        in boot
+    )
+    assert "periodic_remove = (JobStatus == 5) && (HoldReasonCode =?= 15) && (time() > PccBootBy)\n" in boot
+    assert "\ndeferral_time" not in boot  # the scheduler universe has none
+    assert "concurrency_limits" not in boot  # how many boots a site takes at once is the site's
+    assert "--attempt $(RETRY) --attempts 4" in boot
+
+
+@pytest.mark.parametrize("universe", ["local", "vanilla"])
+def test_a_boot_with_a_starter_waits_for_its_deferral_time_and_is_held_past_the_end(universe: str) -> None:
+    settings = dataclasses.replace(SETTINGS, boot_universe=universe)
+    boot = render_files(RES, settings, ENV, DIR)["boot.sub"]
+    assert f"universe = {universe}\n" in boot
     assert f"deferral_time = {BEGIN - 60}\n" in boot
     assert f"deferral_window = {3600 + 60}\n" in boot
     assert "deferral_prep_time = 20\n" in boot
     assert "My.ScheddInterval = 0\n" in boot
     assert "periodic_hold = time() > DeferralTime + DeferralWindow\n" in boot
     assert 'periodic_hold_reason = strcat("the reservation ended before' in boot
-    assert "concurrency_limits" not in boot  # how many boots a site takes at once is the site's
-    assert "--attempt $(RETRY) --attempts 4" in boot
+    assert "\nhold = true" not in boot
 
 
 def test_every_job_finds_the_pool_and_the_config_and_the_key_is_a_file() -> None:
@@ -168,7 +186,7 @@ def test_paths_with_spaces_are_refused_before_they_reach_a_submit_file() -> None
 def test_the_hold_node_waits_on_hold_until_the_schedd_releases_it_at_the_end_then_tears_down() -> None:
     files = render_files(RES, SETTINGS, ENV, DIR)
     hold = files["hold.sub"]
-    assert "universe = local\nexecutable = /opt/pcc/bin/pcc-job\n" in hold
+    assert "universe = scheduler\nexecutable = /opt/pcc/bin/pcc-job\n" in hold
     assert "hold = true\n" in hold
     assert "include : /var/lib/pcc/dags/r00007/end.sub\n" in hold
     assert "periodic_release = (HoldReasonCode =?= 15) && (time() >= PccEnd)\n" in hold

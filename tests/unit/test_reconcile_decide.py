@@ -154,6 +154,21 @@ def test_a_held_boot_job_is_removed_before_its_allocation_is_failed() -> None:
     assert fail.reason.startswith("boot job held:")
 
 
+def test_a_boot_waiting_on_hold_for_its_time_is_waiting_not_failed() -> None:
+    """A scheduler-universe boot is queued on hold (HoldReasonCode 15) until the schedd
+    releases it at its time: the same ad with that code is neither removed nor failed."""
+    obs = observed("boot held")
+    ads = tuple(
+        {**a, "HoldReasonCode": 15, "HoldReason": "submitted on hold"}
+        if str(a.get("DAGNodeName", "")).startswith("BOOT_")
+        else a
+        for a in obs.ads
+    )
+    actions = decide(dataclasses.replace(obs, ads=ads))
+    assert not [a for a in actions if isinstance(a, RemoveJob | Fail)]
+    assert states_after(obs, actions) == {a.site: a.state for a in obs.res.allocations}
+
+
 def test_a_held_retry_of_a_boot_already_failed_is_removed_too() -> None:
     """DAGMan retries a removed boot node; a retry held again must not stall the DAG."""
     obs = observed("boot held")
