@@ -218,7 +218,8 @@ def boot_timing(universe: str, boot_at: int, window: int) -> str:
         f"deferral_window = {window}\n"
         "deferral_prep_time = 20\n"
         "My.ScheddInterval = 0\n"
-        "periodic_hold = time() > DeferralTime + DeferralWindow\n"
+        # Only a boot still idle: one that started in time and runs past the end is a boot.
+        "periodic_hold = (JobStatus == 1) && (time() > DeferralTime + DeferralWindow)\n"
         'periodic_hold_reason = strcat("the reservation ended before its boot could start ("'
         ', DeferralTime, ")")\n'
     )
