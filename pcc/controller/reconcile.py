@@ -70,6 +70,14 @@ PROJECTION = [
 QUEUE_CONSTRAINT = (
     f'PccReservation =!= undefined || JobUniverse == {SCHEDULER_UNIVERSE} || PccRole =?= "monitor"'
 )
+# A DAGMan job: in the scheduler universe and not itself a DAG node (a reservation's boot,
+# HOLD and FINAL jobs run in the scheduler universe too, each with its DAGNodeName).
+DAGMAN_CONSTRAINT = f"JobUniverse == {SCHEDULER_UNIVERSE} && DAGNodeName =?= undefined"
+
+
+def is_dagman(ad: Mapping[str, Any]) -> bool:
+    """Whether ``ad`` is a DAGMan job (see :data:`DAGMAN_CONSTRAINT`)."""
+    return ad.get("JobUniverse") == SCHEDULER_UNIVERSE and ad.get("DAGNodeName") is None
 # What a HOLD node's own teardown publishes once the schedd released it.
 TEARING_DOWN = frozenset({PccState.STOPPING, PccState.STOPPED, PccState.TEARDOWN_FAILED})
 # The order allocations move along; a pass may skip ahead, and steps through the states between.
@@ -109,7 +117,7 @@ class Observation:
 
     @property
     def dag_ads(self) -> list[Ad]:
-        return [a for a in self.ads if a.get("JobUniverse") == SCHEDULER_UNIVERSE]
+        return [a for a in self.ads if is_dagman(a)]
 
     def node(self, name: str) -> list[Ad]:
         return [a for a in self.ads if a.get("DAGNodeName") == name]
@@ -452,7 +460,7 @@ class Reconciler:
     def _own(res: Reservation, queued: Sequence[Ad]) -> tuple[tuple[Ad, ...], list[Ad], int | None]:
         """The reservation's jobs (never older than it), its DAG's ads, and the DAG's id."""
         ads = tuple(a for a in queued if (a.get("QDate") or 0) >= res.created - QDATE_SLACK_S)
-        dag_ads = [a for a in ads if a.get("JobUniverse") == SCHEDULER_UNIVERSE]
+        dag_ads = [a for a in ads if is_dagman(a)]
         dag = (
             res.dag_cluster
             if res.dag_cluster is not None
@@ -497,7 +505,7 @@ class Reconciler:
         found_dag = None
         if dag is None and not res.cancelled:  # submitted before a crash, and already gone?
             found = self.condor.history(
-                f'JobBatchName == "{res.id}" && JobUniverse == {SCHEDULER_UNIVERSE} '
+                f'JobBatchName == "{res.id}" && {DAGMAN_CONSTRAINT} '
                 f"&& QDate >= {res.created - QDATE_SLACK_S}",
                 ["ClusterId"],
                 1,
@@ -594,18 +602,14 @@ class Reconciler:
         candidates = {
             str(ad.get("JobBatchName", ""))
             for ad in ads
-            if ad.get("JobUniverse") == SCHEDULER_UNIVERSE and ad.get("PccReservation")
+            if is_dagman(ad) and ad.get("PccReservation")
         } - known
         if not candidates:
             return
         exists = self.store.existing_ids(candidates)
         for ad in ads:
             name = str(ad.get("JobBatchName", ""))
-            if (
-                ad.get("JobUniverse") == SCHEDULER_UNIVERSE
-                and ad.get("PccReservation")
-                and name in candidates
-            ):
+            if is_dagman(ad) and ad.get("PccReservation") and name in candidates:
                 if name in exists:
                     continue  # a finished reservation whose DAG is still leaving the queue
                 out.orphans.append(int(ad["ClusterId"]))

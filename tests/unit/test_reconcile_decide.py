@@ -245,3 +245,18 @@ def test_an_extension_during_the_boot_rewrites_the_end_file_the_hold_node_will_r
     actions = decide(stale)
     assert actions[0] == WriteEnd(obs.res.id, obs.res.end)
     assert not any(isinstance(a, WriteEnd) for a in decide(dataclasses.replace(obs, end_file=obs.res.end)))
+
+
+@pytest.mark.parametrize("label", sorted(RECORDED))
+def test_node_jobs_in_the_scheduler_universe_are_not_taken_for_the_dag(label: str) -> None:
+    """Boot, HOLD and FINAL jobs run in the scheduler universe, as DAGMan does (the stages
+    were recorded with local-universe nodes): only the job without a DAGNodeName is the DAG,
+    so every decision stays the same."""
+    obs = observed(label)
+
+    def scheduler(ads: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...]:
+        return tuple({**a, "JobUniverse": 7} if a.get("DAGNodeName") else a for a in ads)
+
+    moved = dataclasses.replace(obs, ads=scheduler(obs.ads), history=scheduler(obs.history))
+    assert [a.get("ClusterId") for a in moved.dag_ads] == [a.get("ClusterId") for a in obs.dag_ads]
+    assert decide(moved) == decide(obs)
