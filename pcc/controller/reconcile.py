@@ -78,6 +78,8 @@ DAGMAN_CONSTRAINT = f"JobUniverse == {SCHEDULER_UNIVERSE} && DAGNodeName =?= und
 def is_dagman(ad: Mapping[str, Any]) -> bool:
     """Whether ``ad`` is a DAGMan job (see :data:`DAGMAN_CONSTRAINT`)."""
     return ad.get("JobUniverse") == SCHEDULER_UNIVERSE and ad.get("DAGNodeName") is None
+
+
 # What a HOLD node's own teardown publishes once the schedd released it.
 TEARING_DOWN = frozenset({PccState.STOPPING, PccState.STOPPED, PccState.TEARDOWN_FAILED})
 # The order allocations move along; a pass may skip ahead, and steps through the states between.
@@ -600,9 +602,7 @@ class Reconciler:
         """DAGs of PCC whose reservation is not in this store (another controller's, or a
         reset store's): flagged, never touched."""
         candidates = {
-            str(ad.get("JobBatchName", ""))
-            for ad in ads
-            if is_dagman(ad) and ad.get("PccReservation")
+            str(ad.get("JobBatchName", "")) for ad in ads if is_dagman(ad) and ad.get("PccReservation")
         } - known
         if not candidates:
             return
