@@ -21,8 +21,8 @@ import classad2
 log = logging.getLogger(__name__)
 
 # How many reservations one pool must run at once: each keeps one DAGMan (scheduler
-# universe) for its whole length, and its boot and teardown jobs and the site monitors run
-# in the scheduler universe too (boots may run in the local or vanilla universe instead:
+# universe) for its whole length, its teardown jobs and the site monitors run in the
+# scheduler universe too, and its boots in the local universe (or another one:
 # `[condor] boot_universe`). The embedded pool's caps (`max_local_jobs` in
 # condor_config/personal.conf) are this.
 CAPACITY = 5000
@@ -163,15 +163,15 @@ KNOBS: tuple[Knob, ...] = (
         "TotalSchedulerJobsRunning < 500",
         lambda get: allows(get("START_SCHEDULER_UNIVERSE"), "TotalSchedulerJobsRunning", CAPACITY - 1),
         _const(f"TotalSchedulerJobsRunning < {CAPACITY}"),
-        "DAGMans (one per reservation), site monitors, teardowns and (by default) boots run "
-        "in the scheduler universe: past this cap new DAGs stay Idle and never boot",
+        "DAGMans (one per reservation), site monitors and teardowns run in the scheduler "
+        "universe: past this cap new DAGs stay Idle and never boot",
     ),
     Knob(
         "START_LOCAL_UNIVERSE",
         "TotalLocalJobsRunning < 200",
         lambda get: allows(get("START_LOCAL_UNIVERSE"), "TotalLocalJobsRunning", CAPACITY - 1),
         _const(f"TotalLocalJobsRunning < {CAPACITY}"),
-        'with boot_universe = "local" boot jobs run in the local universe: past this cap a '
+        "boot jobs run in the local universe (boot_universe, the default): past this cap a "
         "burst of boots waits, so clusters boot late",
         boot_universes=("local",),
     ),

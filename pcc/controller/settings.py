@@ -44,10 +44,10 @@ def default_state_dir(env: dict[str, str] | None = None, prefix: str | None = No
     return Path.home() / ".local" / "state" / "pcc", "the default for a user (no $PCC_STATE_DIR)"
 
 
-# Where boot jobs run (see submit_templates/boot.sub): "scheduler" (the default: the schedd
-# runs them on its host, no slot and no condor_starter), "local" (its host, through a
-# starter) or "vanilla" (an execute host's slot).
-BOOT_UNIVERSES = ("scheduler", "local", "vanilla")
+# Where boot jobs run (see submit_templates/boot.sub): "local" (the default: the schedd's
+# host, through a condor_starter, no slot), "scheduler" (the schedd's host, started by the
+# schedd itself: no starter) or "vanilla" (an execute host's slot).
+BOOT_UNIVERSES = ("local", "scheduler", "vanilla")
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class Settings:
     api: ApiConfig = field(default_factory=ApiConfig)
     booked: BookedConfig | None = None  # the LibreBooking connector; None: off
     # Where boot jobs run: one of BOOT_UNIVERSES.
-    boot_universe: str = "scheduler"
+    boot_universe: str = "local"
     state_dir_reason: str = "from the configuration's state_dir"
 
     @classmethod
@@ -163,7 +163,7 @@ class Settings:
         external = None
         if condor is not None and "config" in condor.data:
             external = condor.directory("config")
-        boot_universe = condor.get("boot_universe", str, "scheduler") if condor is not None else "scheduler"
+        boot_universe = condor.get("boot_universe", str, "local") if condor is not None else "local"
         if boot_universe not in BOOT_UNIVERSES:
             assert condor is not None
             choices = ", ".join(BOOT_UNIVERSES)

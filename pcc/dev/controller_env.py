@@ -109,7 +109,7 @@ def write_config(
     known_hosts: Path,
     extra_sites: str = "",
     timings: dict[str, float] | None = None,
-    boot_universe: str = "scheduler",
+    boot_universe: str = "local",
 ) -> Path:
     """``timings`` overrides the test timings below (a bench's slower polls, say)."""
     t = {"watch_poll_s": 1.0, "ssh_timeout_s": 5.0, "boot_lead_s": 0, **(timings or {})}

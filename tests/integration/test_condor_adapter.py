@@ -340,8 +340,8 @@ def test_a_reservation_dag_boots_waits_with_no_process_until_its_end_then_tears_
         ["DAGNodeName", "JobUniverse", "PccState", "Cmd", "JobCurrentStartDate"],
     )
     assert sorted((n["DAGNodeName"], n["JobUniverse"], n["PccState"]) for n in nodes) == [
-        # Both run by the schedd itself: no condor_starter per job (the cheapest job start).
-        ("BOOT_a", Universe.SCHEDULER, PccState.SCHEDULED),
+        # The boot through a starter (the default); the teardown run by the schedd itself.
+        ("BOOT_a", Universe.LOCAL, PccState.SCHEDULED),
         ("HOLD_a", Universe.SCHEDULER, PccState.BOOTED),
     ]
     (hold,) = [n for n in nodes if n["DAGNodeName"] == "HOLD_a"]
@@ -357,7 +357,10 @@ def _boot_only_dag(
     fake_job = script(job_dir / f"pcc-job-{name}", f"date +%s >> {calls}\n")
     site = SiteEntry("a", "127.0.0.2", 22, "pragma", job_dir / "id", job_dir / "known_hosts", 4, 8)
     settings = Settings(
-        state_dir=job_dir / "state", sites=(site,), timings=Timings(boot_lead_s=0, boot_retries=0)
+        state_dir=job_dir / "state",
+        sites=(site,),
+        timings=Timings(boot_lead_s=0, boot_retries=0),
+        boot_universe="scheduler",
     )
     res = Reservation(
         name,

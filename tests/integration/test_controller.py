@@ -14,6 +14,7 @@ import pytest
 
 from pcc.common.errors import CapacityError, UserInputError
 from pcc.controller.model import State
+from pcc.controller.reconcile import DAGMAN_CONSTRAINT
 from pcc.controller.service import Actor, SiteRequest
 from pcc.dev.controller_env import Controller, ssh_login
 from pcc.dev.ssh_sites import SshSite
@@ -237,7 +238,9 @@ def test_pcc_serve_killed_while_a_cluster_boots_converges_to_one_dag_and_one_clu
         while time.monotonic() < deadline and state() is not State.RUNNING:
             time.sleep(0.5)
         assert state() is State.RUNNING
-        dags = ctl.condor_q("-constraint", f'JobBatchName == "{rid}" && JobUniverse == 7', "-af", "ClusterId")
+        dags = ctl.condor_q(
+            "-constraint", f'JobBatchName == "{rid}" && {DAGMAN_CONSTRAINT}', "-af", "ClusterId"
+        )
         assert len(dags.split()) == 1
         _code, doc = sites["a"].site.pragma("list", "cluster", rid)
         assert sorted(n["name"] for n in doc["result"]) == [f"{rid}-compute-0", f"{rid}-frontend"]

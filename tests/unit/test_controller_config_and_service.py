@@ -41,7 +41,7 @@ def test_a_config_file_gives_state_timings_and_sites(tmp_path: Path) -> None:
     assert s.timings.boot_lead_s == 30 and s.timings.boot_retries == 3
     (site,) = s.sites
     assert (site.name, site.port, site.cpus, site.key) == ("ucsd", 2222, 8, tmp_path / "keys" / "id")
-    assert s.embedded and s.boot_universe == "scheduler"
+    assert s.embedded and s.boot_universe == "local"
 
 
 @pytest.mark.parametrize(

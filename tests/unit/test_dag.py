@@ -105,9 +105,10 @@ def test_rendering_touches_no_disk(tmp_path: Path) -> None:
     assert not directory.exists()
 
 
-def test_the_boot_waits_on_hold_for_its_time_without_a_process_and_is_removed_past_the_end() -> None:
-    boot = render_files(RES, SETTINGS, ENV, DIR)["boot.sub"]
-    assert "universe = scheduler\n" in boot  # no slot, no starter: a burst is not serialized
+def test_a_scheduler_boot_waits_on_hold_for_its_time_without_a_process_and_is_removed_past_the_end() -> None:
+    settings = dataclasses.replace(SETTINGS, boot_universe="scheduler")
+    boot = render_files(RES, settings, ENV, DIR)["boot.sub"]
+    assert "universe = scheduler\n" in boot  # no slot, no starter
     assert "hold = true\n" in boot
     assert f"My.PccBootAt = {BEGIN - 60}\n" in boot
     assert f"My.PccBootBy = {BEGIN - 60 + 3600 + 60}\n" in boot
@@ -124,6 +125,7 @@ def test_the_boot_waits_on_hold_for_its_time_without_a_process_and_is_removed_pa
 @pytest.mark.parametrize("universe", ["local", "vanilla"])
 def test_a_boot_with_a_starter_waits_for_its_deferral_time_and_is_held_past_the_end(universe: str) -> None:
     settings = dataclasses.replace(SETTINGS, boot_universe=universe)
+    assert SETTINGS.boot_universe == "local"  # the default: no slot, paced by its starters
     boot = render_files(RES, settings, ENV, DIR)["boot.sub"]
     assert f"universe = {universe}\n" in boot
     assert f"deferral_time = {BEGIN - 60}\n" in boot
