@@ -228,13 +228,7 @@ def test_dag_final_node_runs_when_a_node_fails(condor: CondorAdapter, job_dir: P
     dag = dag_with_final(job_dir, "exit 3\n")
     sub = condor.submit_dag(dag)
     assert wait_file(job_dir / "final_status") == "2"
-    condor.wait_for(
-        f"ClusterId == {sub.cluster}",
-        lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
-        ["JobStatus"],
-        timeout=60,
-        include_history=True,
-    )
+    wait_finished(condor, sub.cluster, timeout=60)
 
 
 def test_dag_final_node_runs_when_the_dag_is_removed(condor: CondorAdapter, job_dir: Path) -> None:
@@ -325,13 +319,7 @@ def test_a_reservation_dag_boots_waits_with_no_process_until_its_end_then_tears_
     cluster = submit_reservation(condor, res, settings, env, owner)
     first = condor.query(f"ClusterId == {cluster}", ["JobBatchName", "PccReservation", "PccOwner"])
     assert first == [{"JobBatchName": "r-dag", "PccReservation": "r-dag", "PccOwner": "alice"}]
-    condor.wait_for(
-        f"ClusterId == {cluster}",
-        lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
-        ["JobStatus"],
-        timeout=120,
-        include_history=True,
-    )
+    wait_finished(condor, cluster, timeout=120)
     # The boot, then the HOLD node's teardown once the schedd released it; every node succeeded,
     # so FINAL's PRE script skipped it: no second teardown, no FINAL job at all.
     assert calls.read_text().split() == ["boot", "teardown"]
@@ -391,13 +379,7 @@ def test_a_scheduler_universe_boot_waits_on_hold_with_no_process_until_its_time(
     )
     assert (boot["JobStatus"], boot["HoldReasonCode"], boot["PccBootAt"]) == (JobStatus.HELD, 15, begin)
     assert not calls.exists()  # waiting: nothing ran
-    condor.wait_for(
-        f"ClusterId == {cluster}",
-        lambda a: a.get("JobStatus") == JobStatus.COMPLETED,
-        ["JobStatus"],
-        timeout=120,
-        include_history=True,
-    )
+    wait_finished(condor, cluster, timeout=120)
     ran = [int(t) for t in calls.read_text().split()]  # the boot, then the teardown at the end
     assert len(ran) == 2
     assert begin <= ran[0] <= begin + 10, (ran, begin)
