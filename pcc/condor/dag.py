@@ -26,7 +26,7 @@ from pcc.common.errors import ConfigError
 from pcc.common.jobstate import BOOT_PERMANENT_EXIT, PccState
 from pcc.common.templates import render
 from pcc.common.timefmt import iso
-from pcc.condor.adapter import SUBMITTED_ON_HOLD, CondorAdapter
+from pcc.condor.adapter import SUBMITTED_ON_HOLD, CondorAdapter, JobStatus
 from pcc.controller.admission import FRONTEND_CPUS
 from pcc.controller.model import Reservation
 from pcc.controller.settings import Settings
@@ -210,7 +210,7 @@ def boot_timing(universe: str, boot_at: int, window: int) -> str:
             f"My.PccBootBy = {boot_at + window}\n"
             f"periodic_release = (HoldReasonCode =?= {SUBMITTED_ON_HOLD}) && (time() >= PccBootAt)"
             " && (time() <= PccBootBy)\n"
-            f"periodic_remove = (JobStatus == 5) && (HoldReasonCode =?= {SUBMITTED_ON_HOLD})"
+            f"periodic_remove = (JobStatus == {JobStatus.HELD}) && (HoldReasonCode =?= {SUBMITTED_ON_HOLD})"
             " && (time() > PccBootBy)\n"
         )
     return (
@@ -219,7 +219,7 @@ def boot_timing(universe: str, boot_at: int, window: int) -> str:
         "deferral_prep_time = 20\n"
         "My.ScheddInterval = 0\n"
         # Only a boot still idle: one that started in time and runs past the end is a boot.
-        "periodic_hold = (JobStatus == 1) && (time() > DeferralTime + DeferralWindow)\n"
+        f"periodic_hold = (JobStatus == {JobStatus.IDLE}) && (time() > DeferralTime + DeferralWindow)\n"
         'periodic_hold_reason = strcat("the reservation ended before its boot could start ("'
         ', DeferralTime, ")")\n'
     )

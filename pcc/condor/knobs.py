@@ -18,6 +18,8 @@ from typing import Any
 
 import classad2
 
+from pcc.controller.settings import BOOT_UNIVERSES
+
 log = logging.getLogger(__name__)
 
 # How many reservations one pool must run at once: each keeps one DAGMan (scheduler
@@ -61,7 +63,7 @@ class Knob:
     why: str
     daemon: str = "SCHEDD"  # whose configuration counts
     # The `[condor] boot_universe` values under which it matters (the others never use it).
-    boot_universes: tuple[str, ...] = ("scheduler", "local", "vanilla")
+    boot_universes: tuple[str, ...] = BOOT_UNIVERSES
 
 
 class Unreadable(ValueError):
